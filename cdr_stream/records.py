@@ -1,0 +1,359 @@
+"""Record logic: validate a feed row against the row schema and normalize it into an event.
+
+Everything here is pure (no I/O) so it is cheap to test and to fuzz. The hot path is
+`RecordProcessor.process_chunk`, called once per chunk of rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import jsonschema_rs
+import orjson
+
+from cdr_stream.fields import FEED_TO_EVENT
+
+EVENT_SCHEMA_VERSION: Final = 1
+ROW_SCHEMA_FILE: Final = "feed-row.schema.json"
+EVENT_SCHEMA_FILE: Final = f"cdr-event.v{EVENT_SCHEMA_VERSION}.schema.json"
+
+HEADER_SCHEMA_VERSION: Final = "cdr-schema-version"
+HEADER_FEED: Final = "cdr-feed"
+HEADER_DLQ_RULE: Final = "cdr-dlq-rule"
+
+# Rule names are a closed set: they label metrics and let consumers of the dead-letter topic branch.
+RULE_NOT_AN_OBJECT: Final = "not_an_object"
+RULE_MISSING_FIELD: Final = "missing_field"
+RULE_INVALID_FIELD: Final = "invalid_field"
+RULE_POINTER_ROW: Final = "pointer_row"
+RULE_INVALID_VALUE: Final = "invalid_value"
+
+
+def _schema_dir() -> Path:
+    # Installed wheels carry the schemas inside the package; a source checkout has them at the top.
+    packaged = resources.files("cdr_stream") / "_schemas"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((_schema_dir() / name).read_text(encoding="utf-8"))
+    return schema
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One normalized row, ready to publish."""
+
+    id: int
+    key: bytes
+    timestamp_ms: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a row cannot be published: `rule` is from a closed set, `reason` is for people."""
+
+    rule: str
+    field: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int | None
+    key: bytes | None
+    value: bytes
+    rule: str
+
+
+@dataclass(slots=True)
+class ProcessedChunk:
+    """The outcome of one chunk of rows, in ID order."""
+
+    events: list[Event] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Highest usable ID in the chunk above the floor (published or dead-lettered), else None.
+    max_id: int | None = None
+    #: Rows whose ID was at or below the stored offset (already delivered).
+    dropped_seen: int = 0
+    #: Rows that repeated an ID already in this chunk.
+    dropped_duplicate: int = 0
+
+
+class RowValidator:
+    """The feed-row schema, compiled once; explains a failure with the field and the rule."""
+
+    def __init__(self) -> None:
+        self._schema = load_schema(ROW_SCHEMA_FILE)
+        self._validator = jsonschema_rs.validator_for(self._schema)
+
+    def check(self, row: dict[str, Any]) -> Rejection | None:
+        if self._validator.is_valid(row):
+            return None
+        error = next(iter(self._validator.iter_errors(row)))
+        return self._explain(error)
+
+    def _explain(self, error: Any) -> Rejection:
+        path = list(error.instance_path)
+        schema_path = [str(p) for p in error.schema_path]
+        if schema_path and schema_path[-1] == "required":
+            missing = str(error.message).split('"')[1] if '"' in str(error.message) else None
+            return Rejection(RULE_MISSING_FIELD, missing, f"{missing}: required field is missing")
+        name = str(path[0]) if path else None
+        expected = self._expected(schema_path)
+        shown = _short(error.instance)
+        return Rejection(RULE_INVALID_FIELD, name, f"{name}: {shown} is not {expected}")
+
+    def _expected(self, schema_path: list[str]) -> str:
+        # Name the rule by the $defs entry it failed, with that entry's description.
+        if "$defs" in schema_path:
+            name = schema_path[schema_path.index("$defs") + 1]
+            description = self._schema["$defs"].get(name, {}).get("description")
+            return f"{name} ({description})" if description else name
+        return "/".join(schema_path)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- normalization ---------------------------------------------------------------------------------
+
+Converter = Callable[[Any], Any]
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value.strip() if isinstance(value, str) else str(value)
+    return text or None
+
+
+def _lower_text(value: Any) -> str | None:
+    text = _text(value)
+    return text.lower() if text else None
+
+
+def _integer(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number")
+        return int(value)
+    return int(value)
+
+
+def _decimal_text(value: Any) -> str:
+    """An exact, canonical decimal string: no exponent, no trailing fractional zeros."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an amount")
+    # repr of a float is the shortest text that reads back to it, i.e. the digits the feed sent.
+    text = repr(value) if isinstance(value, float) else str(value).strip()
+    if "e" in text or "E" in text or text.startswith("+"):
+        try:
+            text = format(Decimal(text), "f")
+        except InvalidOperation as exc:
+            raise ValueError(f"{value!r} is not an amount") from exc
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text
+
+
+def _money(value: Any) -> str:
+    return _decimal_text(value)
+
+
+def _offset_hours(value: Any) -> int | float | None:
+    if value is None or value == "":
+        return None
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
+def _date(value: Any) -> str | None:
+    if not value:
+        return None
+    return date.fromisoformat(value).isoformat()  # also rejects 2024-02-31
+
+
+def _time(value: Any) -> str | None:
+    if not value:
+        return None
+    return time.fromisoformat(value).isoformat(timespec="seconds")  # HH:MM becomes HH:MM:00
+
+
+def parse_utc(value: str) -> datetime:
+    """UTCDateTime as sent (space or T, optional Z/offset) -> an aware UTC datetime."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+# Fields that need more than "text or None"; UTCDateTime is handled on its own (it gives the timestamp).
+_CONVERTERS: Final[dict[str, Converter]] = {
+    "ID": int,
+    "Direction": _lower_text,
+    "BillDate": _date,
+    "Date": _date,
+    "Time": _time,
+    "UTCOffset": _offset_hours,
+    "Seconds": _integer,
+    "NetworkSeconds": _integer,
+    "ConnectSeconds": _integer,
+    "FreeUnitsUsed": _integer,
+    "Charge": _money,
+    "ChargeExcl": _money,
+}
+_CONVERTED_FIELDS: Final = tuple((name, FEED_TO_EVENT[name], conv) for name, conv in _CONVERTERS.items())
+_TEXT_FIELDS: Final = tuple(
+    (name, event_name)
+    for name, event_name in FEED_TO_EVENT.items()
+    if name not in _CONVERTERS and name != "UTCDateTime"
+)
+_KNOWN_FIELDS: Final = frozenset(FEED_TO_EVENT)
+# Copying a template keeps the published keys in contract order whatever order they are filled in.
+_EVENT_TEMPLATE: Final[dict[str, Any]] = dict.fromkeys(
+    ("schema_version", "feed", *(FEED_TO_EVENT[name] for name in FEED_TO_EVENT))
+)
+
+
+def usable_id(row: Any) -> int | None:
+    """The row's ID if it is a positive whole number (as number or digits), else None."""
+    if not isinstance(row, dict):
+        return None
+    value = row.get("ID")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+        number = int(value)
+        return number if number > 0 else None
+    return None
+
+
+class RecordProcessor:
+    """Turns chunks of raw rows from one feed into events and dead letters."""
+
+    def __init__(self, feed: str, validator: RowValidator | None = None) -> None:
+        self.feed = feed
+        self._validator = validator or RowValidator()
+
+    def process_chunk(self, rows: Iterable[Any], floor_id: int) -> ProcessedChunk:
+        """Validate and normalize `rows`; IDs at or below `floor_id` are dropped as already seen.
+
+        Rows with a usable ID come out in ID order, one per ID; rows without one are dead-lettered.
+        """
+        out = ProcessedChunk()
+        keyed: list[tuple[int, Any]] = []
+        for row in rows:
+            row_id = usable_id(row)
+            if row_id is None:
+                out.dead_letters.append(self._dead_letter(None, row, self._reject_unkeyed(row)))
+            elif row_id <= floor_id:
+                out.dropped_seen += 1
+            else:
+                keyed.append((row_id, row))
+        keyed.sort(key=_first)  # stable, and near-free on the ascending order feeds send
+        previous = floor_id
+        for row_id, row in keyed:
+            if row_id == previous:
+                out.dropped_duplicate += 1
+                continue
+            previous = row_id
+            outcome = self.normalize(row_id, row)
+            if isinstance(outcome, Event):
+                out.events.append(outcome)
+            else:
+                out.dead_letters.append(self._dead_letter(row_id, row, outcome))
+        if keyed:
+            out.max_id = previous
+        return out
+
+    def normalize(self, row_id: int, row: dict[str, Any]) -> Event | Rejection:
+        rejection = self._validator.check(row)
+        if rejection is not None:
+            return rejection
+        if not _text(row.get("AParty")) and not _text(row.get("BParty")):
+            return Rejection(
+                RULE_POINTER_ROW,
+                None,
+                "pointer row: no AParty and no BParty; it only marks where data continues",
+            )
+        event = _EVENT_TEMPLATE.copy()
+        event["schema_version"] = EVENT_SCHEMA_VERSION
+        event["feed"] = self.feed
+        get = row.get
+        for feed_name, event_name in _TEXT_FIELDS:
+            value = get(feed_name)
+            # Inline fast path: nearly every text field arrives as a str.
+            event[event_name] = (value.strip() or None) if value.__class__ is str else _text(value)
+        feed_name = ""
+        try:
+            for feed_name, event_name, convert in _CONVERTED_FIELDS:
+                event[event_name] = convert(get(feed_name))
+            feed_name = "UTCDateTime"
+            moment = parse_utc(row["UTCDateTime"])
+        except (ValueError, TypeError, OverflowError) as exc:
+            return Rejection(RULE_INVALID_VALUE, feed_name, f"{feed_name}: {_short(get(feed_name))}: {exc}")
+        event["utc_datetime"] = rfc3339(moment)
+        if not row.keys() <= _KNOWN_FIELDS:
+            event["extra"] = {name: _text(value) for name, value in row.items() if name not in _KNOWN_FIELDS}
+        return Event(
+            id=row_id,
+            key=event["account_code"].encode(),
+            timestamp_ms=int(moment.timestamp() * 1000),
+            value=orjson.dumps(event),
+        )
+
+    def _reject_unkeyed(self, row: Any) -> Rejection:
+        if not isinstance(row, dict):
+            return Rejection(RULE_NOT_AN_OBJECT, None, f"row is not a JSON object: {_short(row)}")
+        found = self._validator.check(row)
+        if found is not None and found.field == "ID":
+            return found
+        return Rejection(
+            RULE_INVALID_FIELD, "ID", f"ID: {_short(row.get('ID'))} is not a positive whole number"
+        )
+
+    def _dead_letter(self, row_id: int | None, row: Any, rejection: Rejection) -> DeadLetter:
+        account = _text(row.get("AccountCode")) if isinstance(row, dict) else None
+        value = {
+            "feed": self.feed,
+            "id": row_id,
+            "rule": rejection.rule,
+            "field": rejection.field,
+            "reason": rejection.reason,
+            "raw": row,
+            "rejected_at": rfc3339(datetime.now(UTC).replace(microsecond=0)),
+        }
+        return DeadLetter(
+            id=row_id,
+            key=account.encode() if account else None,
+            value=orjson.dumps(value, default=str),
+            rule=rejection.rule,
+        )
+
+
+def _first(item: tuple[int, Any]) -> int:
+    return item[0]
