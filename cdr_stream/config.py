@@ -1,0 +1,336 @@
+"""Settings: one TOML file plus environment overrides, validated into one typed model.
+
+Secrets are `SecretStr`, so every repr and log shows them masked. Every error names the field and says
+what would fix it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "CDR_STREAM_"
+PROVIDER_MIN_POLL_SECONDS = 600.0
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names each field and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(
+    field: str, inline: SecretStr | None, env: str | None, file: Path | None
+) -> SecretStr | None:
+    """Resolve a secret given inline, by environment variable name, or by file (a mounted Secret)."""
+    given = [name for name, value in (("", inline), ("_env", env), ("_file", file)) if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one of {', '.join(field + g for g in given)}")
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{field}_env names the environment variable {env!r}, which is not set")
+        return SecretStr(value)
+    if file is not None:
+        try:
+            return SecretStr(file.read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise ValueError(f"{field}_file {str(file)!r} cannot be read: {exc.strerror}") from None
+    return inline
+
+
+class FeedSettings(_Model):
+    """One billing feed login to collect from."""
+
+    name: str = Field(
+        pattern=_NAME_PATTERN,
+        description="a short unique name (letters, digits, . _ -); keys the offset and the transactional id",
+    )
+    url: str = Field(description="the feed's full URL, http:// or https://")
+    login: str = Field(min_length=1, description="the feed login (often the account number)")
+    password: SecretStr | None = Field(default=None, description="the feed password (prefer password_file)")
+    password_env: str | None = Field(
+        default=None, description="name of an environment variable with the password"
+    )
+    password_file: Path | None = Field(default=None, description="path of a file holding the password")
+    format: Literal["json"] = Field(default="json", description="the answer format to ask for")
+    callsonly: bool = Field(default=False, description="send callsonly=1 (calls only, no service fees)")
+    servicesonly: bool = Field(default=False, description="send servicesonly=1 (service fees only)")
+    poll_interval_seconds: float = Field(
+        default=PROVIDER_MIN_POLL_SECONDS,
+        gt=0,
+        description="seconds to wait after an empty answer (provider asks >= 600)",
+    )
+    initial_from_id: int = Field(
+        default=0, ge=0, description="the fromid of the very first query, when no offset is stored yet"
+    )
+    max_rows_per_transaction: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="rows of one answer committed per Kafka transaction"
+    )
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, description="seconds to connect to the feed")
+    read_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="seconds the feed may stay silent while answering"
+    )
+    ca_file: Path | None = Field(default=None, description="a PEM CA bundle to trust for an https feed")
+    backoff_initial_seconds: float = Field(default=1.0, gt=0, description="first retry delay after a failure")
+    backoff_max_seconds: float = Field(default=300.0, gt=0, description="the cap on the retry delay")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+", url):
+            raise ValueError("must start with http:// or https:// and name a host")
+        if "?" in url or "#" in url:
+            raise ValueError("must not carry a query: credentials and parameters go in the POST body")
+        return url
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Self:
+        if self.callsonly and self.servicesonly:
+            raise ValueError("callsonly and servicesonly exclude each other; set at most one")
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {str(self.ca_file)!r} is not a readable file")
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds must be >= backoff_initial_seconds")
+        secret = _read_secret("password", self.password, self.password_env, self.password_file)
+        if secret is None:
+            raise ValueError(
+                "no password: set password_file (a mounted Secret), password_env, or the environment "
+                f"variable {env_name('feeds', self.name, 'password')}"
+            )
+        object.__setattr__(self, "password", secret)
+        return self
+
+    @property
+    def secret(self) -> str:
+        assert self.password is not None  # resolved by the validator
+        return self.password.get_secret_value()
+
+
+class KafkaSettings(_Model):
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", min_length=1, description="comma-separated host:port list"
+    )
+    client_id: str = Field(default="cdr-stream", min_length=1, description="the Kafka client id")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol)"
+    )
+    sasl_username: str | None = Field(default=None, description="the SASL user")
+    sasl_password: SecretStr | None = Field(default=None, description="the SASL password (prefer _file)")
+    sasl_password_env: str | None = Field(
+        default=None, description="environment variable with the SASL password"
+    )
+    sasl_password_file: Path | None = Field(default=None, description="file holding the SASL password")
+    ssl_cafile: Path | None = Field(default=None, description="PEM CA bundle for the brokers")
+    ssl_certfile: Path | None = Field(default=None, description="PEM client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(default=None, description="PEM client key (mutual TLS)")
+    transactional_id_prefix: str = Field(
+        default="cdr-stream", pattern=_NAME_PATTERN, description="prefix of each feed's transactional id"
+    )
+    transaction_timeout_ms: int = Field(
+        default=60_000, ge=1_000, description="broker-side timeout of an open transaction (ms)"
+    )
+    commit_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="seconds a commit may take before the producer is rebuilt"
+    )
+    request_timeout_ms: int = Field(default=30_000, ge=1_000, description="Kafka request timeout (ms)")
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
+        default=None, description="batch compression: gzip, snappy, lz4, zstd or none"
+    )
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Self:
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and (self.sasl_mechanism is None or not self.sasl_username):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username"
+            )
+        secret = _read_secret(
+            "sasl_password", self.sasl_password, self.sasl_password_env, self.sasl_password_file
+        )
+        if sasl and secret is None:
+            raise ValueError(
+                "SASL needs a password: set sasl_password_file, sasl_password_env, or the environment "
+                f"variable {env_name('kafka', 'sasl_password')}"
+            )
+        object.__setattr__(self, "sasl_password", secret)
+        return self
+
+
+class TopicSettings(_Model):
+    events: str = Field(default="cdr.events", pattern=r"^[A-Za-z0-9._-]{1,249}$", description="events topic")
+    dead_letter: str = Field(
+        default="cdr.events.dlq", pattern=r"^[A-Za-z0-9._-]{1,249}$", description="dead-letter topic"
+    )
+    state: str = Field(
+        default="cdr-stream.state", pattern=r"^[A-Za-z0-9._-]{1,249}$", description="compacted offsets topic"
+    )
+    create: bool = Field(default=True, description="create missing topics at start")
+    events_partitions: int = Field(default=6, ge=1, description="partitions of a created events topic")
+    dead_letter_partitions: int = Field(
+        default=1, ge=1, description="partitions of a created dead-letter topic"
+    )
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="replication of created topics; unset: 3, or fewer on a smaller cluster",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if len({self.events, self.dead_letter, self.state}) != 3:
+            raise ValueError("events, dead_letter and state must be three different topics")
+        return self
+
+
+class Settings(_Model):
+    feeds: list[FeedSettings] = Field(min_length=1, description="at least one [[feeds]] table")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR"
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=8.0, gt=0, description="seconds to finish the page in flight on SIGTERM before aborting it"
+    )
+
+    @model_validator(mode="after")
+    def _unique_feeds(self) -> Self:
+        names = [feed.name for feed in self.feeds]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ValueError(f"feed names must be unique; repeated: {', '.join(doubled)}")
+        return self
+
+    def feed(self, name: str) -> FeedSettings:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        known = ", ".join(feed.name for feed in self.feeds)
+        raise ConfigError(f"no feed named {name!r} in the configuration (configured: {known})")
+
+    def warnings(self) -> list[str]:
+        """Things that are allowed but probably wrong."""
+        return [
+            f"feeds[{i}] ({feed.name}): poll_interval_seconds={feed.poll_interval_seconds:g} is below the "
+            f"{PROVIDER_MIN_POLL_SECONDS:g} s a real provider asks for; use it only with a simulator"
+            for i, feed in enumerate(self.feeds)
+            if feed.poll_interval_seconds < PROVIDER_MIN_POLL_SECONDS
+        ]
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+def env_name(*path: str) -> str:
+    """The environment variable that overrides a setting, e.g. CDR_STREAM_FEEDS__HERO_NZ__PASSWORD."""
+    return ENV_PREFIX + "__".join(re.sub(r"[^A-Za-z0-9]", "_", part).upper() for part in path)
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Overlay CDR_STREAM_<SECTION>__<FIELD> (and CDR_STREAM_FEEDS__<FEED>__<FIELD>) onto `data`."""
+    feeds: list[Any] = data["feeds"] if isinstance(data.get("feeds"), list) else []
+    by_env_name = {
+        env_name("feeds", str(feed.get("name", "")))[len(ENV_PREFIX) :]: feed
+        for feed in feeds
+        if isinstance(feed, dict)
+    }
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX) :].split("__")
+        if parts[0] == "FEEDS" and len(parts) == 3:
+            feed = by_env_name.get(f"FEEDS__{parts[1]}")
+            if feed is None:
+                raise ConfigError(f"{key}: no configured feed matches {parts[1]!r}")
+            feed[parts[2].lower()] = value
+        elif len(parts) == 2 and parts[0] in ("KAFKA", "TOPICS"):
+            section = data.setdefault(parts[0].lower(), {})
+            section[parts[1].lower()] = value
+        elif len(parts) == 1 and parts[0] in ("LOG_LEVEL", "SHUTDOWN_TIMEOUT_SECONDS"):
+            data[parts[0].lower()] = value
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _field_hint(loc: tuple[int | str, ...]) -> str | None:
+    model: Any = Settings
+    hint = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return None
+        hint = info.description
+        annotation = info.annotation
+        args = getattr(annotation, "__args__", ())
+        model = next(
+            (a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+    return hint
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = tuple(item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting; check its spelling against the configuration reference in the README"
+        hint = _field_hint(loc)
+        lines.append(f"  {_location(loc)}: {message}" + (f" (expected: {hint})" if hint else ""))
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def parse_settings(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    merged: dict[str, Any] = {
+        key: ([dict(feed) for feed in value] if key == "feeds" and isinstance(value, list) else value)
+        for key, value in data.items()
+    }
+    for section in ("kafka", "topics"):
+        if isinstance(merged.get(section), dict):
+            merged[section] = dict(merged[section])
+    _apply_env(merged, os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_settings(data, environ)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdr_stream.config import ConfigError, load_settings, parse_settings
+
+SECRET = "Sup3r-secret"
+
+
+def minimal(**feed: Any) -> dict[str, Any]:
+    values = {"name": "hero-nz", "url": "https://portal.example/billingfeed.php", "login": "81234567"}
+    values.update(feed)
+    return {"feeds": [values]}
+
+
+def error_of(data: dict[str, Any], environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(data, environ or {})
+    return str(caught.value)
+
+
+def test_defaults_follow_the_provider_etiquette() -> None:
+    settings = parse_settings(minimal(password=SECRET), {})
+    feed = settings.feeds[0]
+    assert feed.poll_interval_seconds == 600
+    assert feed.format == "json"
+    assert not feed.callsonly and not feed.servicesonly
+    assert settings.warnings() == []
+
+
+def test_a_short_poll_interval_is_allowed_with_a_warning() -> None:
+    settings = parse_settings(minimal(password=SECRET, poll_interval_seconds=1), {})
+    (warning,) = settings.warnings()
+    assert "poll_interval_seconds" in warning and "600" in warning
+
+
+def test_secrets_are_masked_in_every_repr(caplog: pytest.LogCaptureFixture) -> None:
+    data = minimal(password=SECRET)
+    data["kafka"] = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "u",
+        "sasl_password": SECRET + "2",
+    }
+    settings = parse_settings(data, {})
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("t").info("settings %s %r", settings, settings)
+    for text in (repr(settings), str(settings), caplog.text, str(settings.model_dump())):
+        assert SECRET not in text
+    assert settings.feeds[0].secret == SECRET
+
+
+def test_password_from_file_and_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "password"
+    secret_file.write_text(SECRET + "\n")
+    assert parse_settings(minimal(password_file=str(secret_file)), {}).feeds[0].secret == SECRET
+    monkeypatch.setenv("FEED_PW", SECRET)
+    assert parse_settings(minimal(password_env="FEED_PW"), {}).feeds[0].secret == SECRET
+    overridden = parse_settings(minimal(password="old"), {"CDR_STREAM_FEEDS__HERO_NZ__PASSWORD": SECRET})
+    assert overridden.feeds[0].secret == SECRET
+
+
+def test_environment_overrides_reach_kafka_and_feed_fields() -> None:
+    settings = parse_settings(
+        minimal(password=SECRET),
+        {
+            "CDR_STREAM_KAFKA__BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+            "CDR_STREAM_FEEDS__HERO_NZ__POLL_INTERVAL_SECONDS": "900",
+            "CDR_STREAM_TOPICS__EVENTS": "cdr.v1",
+        },
+    )
+    assert settings.kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert settings.feeds[0].poll_interval_seconds == 900
+    assert settings.topics.events == "cdr.v1"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (minimal(password=SECRET, poll_interval_seconds=-1), "feeds[0].poll_interval_seconds"),
+        (minimal(password=SECRET, url="ftp://x"), "feeds[0].url"),
+        (minimal(password=SECRET, url="https://x/feed.php?login=1"), "feeds[0].url"),
+        (minimal(password=SECRET, pollinterval=5), "feeds[0].pollinterval"),
+        (minimal(), "feeds[0]"),
+        (minimal(password=SECRET, callsonly=True, servicesonly=True), "feeds[0]"),
+        ({"feeds": []}, "feeds"),
+        ({**minimal(password=SECRET), "kafka": {"security_protocol": "SASL_SSL"}}, "kafka"),
+        ({**minimal(password=SECRET), "topics": {"events": "a", "dead_letter": "a"}}, "topics"),
+    ],
+)
+def test_a_bad_config_names_the_field(data: dict[str, Any], field: str) -> None:
+    message = error_of(data)
+    assert f"  {field}" in message
+
+
+def test_a_missing_password_names_the_ways_to_give_one() -> None:
+    message = error_of(minimal())
+    assert "password_file" in message and "CDR_STREAM_FEEDS__HERO_NZ__PASSWORD" in message
+
+
+def test_an_unknown_feed_in_the_environment_is_an_error() -> None:
+    assert "CDR_STREAM_FEEDS__NOPE__PASSWORD" in error_of(
+        minimal(password="x"), {"CDR_STREAM_FEEDS__NOPE__PASSWORD": "y"}
+    )
+
+
+def test_duplicate_feed_names_are_refused() -> None:
+    feed = minimal(password="x")["feeds"][0]
+    assert "hero-nz" in error_of({"feeds": [feed, feed]})
+
+
+def test_load_settings_reads_toml_and_reports_syntax_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[feeds]]\nname = "a"\nurl = "http://h/f.php"\nlogin = "l"\npassword = "p"\n')
+    assert load_settings(path, {}).feeds[0].name == "a"
+    path.write_text("[[feeds]\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path, {})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.toml", {})
