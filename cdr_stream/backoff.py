@@ -1,0 +1,27 @@
+"""Retry delays: capped exponential backoff with full jitter, overridden by a server's Retry-After."""
+
+from __future__ import annotations
+
+import random
+from typing import Final
+
+_MAX_RETRY_AFTER: Final = 3600.0
+
+
+def backoff_delay(
+    failures: int,
+    *,
+    initial: float,
+    cap: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before attempt `failures + 1` (`failures` >= 1).
+
+    Full jitter spreads restarting fleets apart; a Retry-After from the server is a floor (up to an hour).
+    """
+    ceiling = min(cap, initial * 2 ** min(failures - 1, 62))
+    delay = (rng or random).uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, _MAX_RETRY_AFTER))
+    return delay

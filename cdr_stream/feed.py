@@ -1,0 +1,176 @@
+"""The billing feed source: ask for the rows after an ID, get them back in chunks.
+
+The network sits behind one narrow seam, `FeedTransport`: the real one is aiohttp, tests pass their own.
+Credentials travel only in the POST form body; no URL, log line or exception carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import aiohttp
+
+from cdr_stream.config import FeedSettings
+from cdr_stream.parse import AnswerFormatError, describe_body, json_row_chunks
+
+log = logging.getLogger(__name__)
+
+
+class FeedError(Exception):
+    """A failed feed query. `reason` is a short fixed label (it labels metrics); the message is for people."""
+
+    retryable = True
+
+    def __init__(self, reason: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class FeedAuthError(FeedError):
+    """The feed refused the login or password: retrying will not help, a person must fix the secret."""
+
+    retryable = False
+
+
+class FeedResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self, size: int) -> bytes:
+        """Up to `size` bytes of the body; b"" at the end."""
+
+
+class FeedTransport(Protocol):
+    def post(self, url: str, form: Mapping[str, str]) -> AbstractAsyncContextManager[FeedResponse]:
+        """Send `form` as an application/x-www-form-urlencoded POST body to `url`."""
+
+    async def close(self) -> None: ...
+
+
+class _AiohttpResponse:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self._content = response.content
+
+    async def read(self, size: int) -> bytes:
+        return await self._content.read(size)
+
+
+class AiohttpTransport:
+    """The real transport: one aiohttp session per feed, TLS verified (with an optional CA bundle)."""
+
+    def __init__(self, settings: FeedSettings) -> None:
+        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout_seconds, sock_read=settings.read_timeout_seconds
+        )
+        self._session = aiohttp.ClientSession(
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(ssl=context, limit=1),
+            headers={"User-Agent": "cdr-stream"},
+            raise_for_status=False,
+        )
+
+    @asynccontextmanager
+    async def post(self, url: str, form: Mapping[str, str]) -> AsyncIterator[FeedResponse]:
+        async with self._session.post(url, data=dict(form)) as response:
+            yield _AiohttpResponse(response)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (it may be a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+class FeedClient:
+    """Queries one configured feed."""
+
+    def __init__(self, settings: FeedSettings, transport: FeedTransport | None = None) -> None:
+        self.settings = settings
+        self._transport = transport or AiohttpTransport(settings)
+
+    def form(self, from_id: int) -> dict[str, str]:
+        """The POST form; optional parameters only when configured (not every deployment knows them)."""
+        settings = self.settings
+        form = {
+            "login": settings.login,
+            "password": settings.secret,
+            "fromid": str(from_id),
+            "format": settings.format,
+        }
+        if settings.callsonly:
+            form["callsonly"] = "1"
+        if settings.servicesonly:
+            form["servicesonly"] = "1"
+        return form
+
+    async def row_chunks(self, from_id: int, *, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
+        """Ask for the rows with an ID above `from_id`; yield them in chunks as they arrive.
+
+        Raises FeedError (or FeedAuthError) with a fixed `reason` for every way the query can fail.
+        """
+        try:
+            async with self._transport.post(self.settings.url, self.form(from_id)) as response:
+                await self._check_status(response)
+                async for chunk in json_row_chunks(response.read, chunk_rows=chunk_rows):
+                    yield chunk
+        except FeedError:
+            raise
+        except AnswerFormatError as exc:
+            message = self._scrub(f"the feed answered with something else than rows: {exc}")
+            raise FeedError(exc.reason, message) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise FeedError("timeout", "the feed did not answer in time") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise FeedError("truncated", f"the answer was cut off: {type(exc).__name__}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            # str(exc) of a connection error names the host and port, never the form body.
+            raise FeedError("connection", self._scrub(f"cannot reach the feed: {exc}")) from None
+
+    async def _check_status(self, response: FeedResponse) -> None:
+        if response.status == 200:
+            return
+        snippet = self._scrub(describe_body(await response.read(200)))
+        if response.status in (401, 403):
+            raise FeedAuthError(
+                "auth",
+                f"the feed refused login {self.settings.login!r} (HTTP {response.status}, {snippet}); "
+                "check the login and the password secret",
+            )
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        if response.status == 429:
+            raise FeedError(
+                "rate_limited", f"the feed asked to slow down (HTTP 429, {snippet})", retry_after=retry_after
+            )
+        reason = "http_5xx" if response.status >= 500 else "http_4xx"
+        raise FeedError(
+            reason, f"the feed answered HTTP {response.status}: {snippet}", retry_after=retry_after
+        )
+
+    def _scrub(self, text: str) -> str:
+        # A feed error page may echo the request back; never let the password through.
+        secret = self.settings.secret
+        return text.replace(secret, "***") if secret else text
+
+    async def close(self) -> None:
+        await self._transport.close()

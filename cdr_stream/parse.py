@@ -1,0 +1,96 @@
+"""Turn a feed answer body into chunks of rows, holding at most one chunk (plus a bounded buffer) in memory.
+
+An answer that fits in `buffer_limit` bytes is parsed whole with orjson (fast, and a truncated body
+publishes nothing). A larger one is parsed incrementally with ijson, so even an answer with every row
+since the beginning of time stays within bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import ijson
+import orjson
+
+Read = Callable[[int], Awaitable[bytes]]
+
+DEFAULT_BUFFER_LIMIT: Final = 32 * 1024 * 1024
+_READ_SIZE: Final = 256 * 1024
+_WHITESPACE: Final = b" \t\r\n"
+
+
+class AnswerFormatError(Exception):
+    """The body is not what the format promises (an HTML page, truncated JSON, not an array...)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def describe_body(body: bytes, limit: int = 80) -> str:
+    """A short, printable start of a body, for error messages."""
+    text = body[:limit].decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return repr(text + ("..." if len(body) > limit else ""))
+
+
+class _PrefixedReader:
+    """Replays bytes already read, then continues from the stream (what ijson's async API reads from)."""
+
+    def __init__(self, prefix: bytes, read: Read) -> None:
+        self._prefix = prefix
+        self._read = read
+
+    async def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""  # ijson probes the type with read(0); the prefix must survive it
+        if self._prefix:
+            chunk, self._prefix = self._prefix, b""
+            return chunk
+        return await self._read(_READ_SIZE if size is None or size < 0 else size)
+
+
+async def json_row_chunks(
+    read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT
+) -> AsyncIterator[list[Any]]:
+    """Yield lists of at most `chunk_rows` rows from a JSON array body; an empty body means no rows."""
+    buffer = bytearray()
+    at_end = False
+    while len(buffer) <= buffer_limit:
+        piece = await read(_READ_SIZE)
+        if not piece:
+            at_end = True
+            break
+        buffer += piece
+    body = bytes(buffer)
+    del buffer
+    start = body.lstrip(_WHITESPACE)[:1]
+    if at_end and not start:
+        return
+    if start != b"[":
+        raise AnswerFormatError(
+            "not_json_array", f"the answer does not start with '[': {describe_body(body.lstrip())}"
+        )
+
+    if at_end:
+        try:
+            rows = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise AnswerFormatError("invalid_json", f"{exc} (body of {len(body)} bytes)") from None
+        del body
+        for begin in range(0, len(rows), chunk_rows):
+            yield rows[begin : begin + chunk_rows]
+        return
+
+    chunk: list[Any] = []
+    try:
+        async for row in ijson.items_async(_PrefixedReader(body, read), "item", use_float=True):
+            chunk.append(row)
+            if len(chunk) >= chunk_rows:
+                yield chunk
+                chunk = []
+    except ijson.JSONError as exc:
+        raise AnswerFormatError("invalid_json", f"{exc} (in a streamed answer)") from None
+    if chunk:
+        yield chunk

@@ -1,0 +1,128 @@
+"""The feed client, driven through its transport seam (no network, no monkeypatching)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from cdr_stream.config import FeedSettings
+from cdr_stream.feed import FeedAuthError, FeedClient, FeedError, FeedResponse, retry_after_seconds
+
+SECRET = "pa55-w0rd!"
+
+
+@dataclass
+class CannedResponse:
+    status: int = 200
+    body: bytes = b"[]"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    _position: int = 0
+
+    async def read(self, size: int) -> bytes:
+        data = self.body[self._position : self._position + size]
+        self._position += len(data)
+        return data
+
+
+class CannedTransport:
+    def __init__(self, *responses: CannedResponse) -> None:
+        self.responses = list(responses)
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    @asynccontextmanager
+    async def post(self, url: str, form: Mapping[str, str]) -> AsyncIterator[FeedResponse]:
+        self.sent.append((url, dict(form)))
+        yield self.responses.pop(0)
+
+    async def close(self) -> None:
+        pass
+
+
+def feed(**changes: object) -> FeedSettings:
+    values: dict[str, object] = {
+        "name": "f",
+        "url": "http://feed.test/billingfeed.php",
+        "login": "812",
+        "password": SECRET,
+    }
+    values.update(changes)
+    return FeedSettings.model_validate(values)
+
+
+async def rows_from(client: FeedClient, from_id: int = 0) -> list[dict[str, object]]:
+    return [row async for chunk in client.row_chunks(from_id, chunk_rows=100) for row in chunk]
+
+
+async def test_the_query_is_a_post_form_with_credentials_and_fromid() -> None:
+    transport = CannedTransport(CannedResponse(body=b'[{"ID": 5}]'))
+    client = FeedClient(feed(), transport)
+    assert await rows_from(client, 4) == [{"ID": 5}]
+    ((url, form),) = transport.sent
+    assert url == "http://feed.test/billingfeed.php"
+    assert SECRET not in url
+    assert form == {"login": "812", "password": SECRET, "fromid": "4", "format": "json"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "parameter"), [("callsonly", "callsonly"), ("servicesonly", "servicesonly")]
+)
+async def test_optional_parameters_are_sent_only_when_configured(setting: str, parameter: str) -> None:
+    transport = CannedTransport(CannedResponse(), CannedResponse())
+    await rows_from(FeedClient(feed(), transport))
+    await rows_from(FeedClient(feed(**{setting: True}), transport))
+    assert parameter not in transport.sent[0][1]
+    assert transport.sent[1][1][parameter] == "1"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_login_is_not_retryable_and_hides_the_password(status: int) -> None:
+    page = f"<html>bad password {SECRET}</html>".encode()
+    client = FeedClient(feed(), CannedTransport(CannedResponse(status=status, body=page)))
+    with pytest.raises(FeedAuthError) as caught:
+        await rows_from(client)
+    assert not caught.value.retryable
+    assert caught.value.reason == "auth"
+    assert SECRET not in str(caught.value)
+    assert "812" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("response", "reason", "retry_after"),
+    [
+        (CannedResponse(status=503, body=b"<html>down</html>"), "http_5xx", None),
+        (CannedResponse(status=429, headers={"Retry-After": "7"}), "rate_limited", 7.0),
+        (CannedResponse(status=400, body=b"Error: fromid is required"), "http_4xx", None),
+        (CannedResponse(body=b"<html><body>Fatal error</body></html>"), "not_json_array", None),
+        (CannedResponse(body=b'[{"ID": 1}, {"ID"'), "invalid_json", None),
+        (CannedResponse(body=b'{"rows": []}'), "not_json_array", None),
+    ],
+)
+async def test_failures_are_retryable_feed_errors_with_a_reason(
+    response: CannedResponse, reason: str, retry_after: float | None
+) -> None:
+    with pytest.raises(FeedError) as caught:
+        await rows_from(FeedClient(feed(), CannedTransport(response)))
+    assert caught.value.retryable
+    assert caught.value.reason == reason
+    assert caught.value.retry_after == retry_after
+
+
+async def test_an_error_page_that_echoes_the_password_is_scrubbed() -> None:
+    body = f"<html>login=812&password={SECRET}</html>".encode()
+    with pytest.raises(FeedError) as caught:
+        await rows_from(FeedClient(feed(), CannedTransport(CannedResponse(body=body))))
+    assert SECRET not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_retry_after_as_seconds_or_http_date() -> None:
+    from datetime import UTC, datetime
+
+    assert retry_after_seconds("120") == 120.0
+    now = datetime(2024, 1, 1, 0, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("Mon, 01 Jan 2024 00:00:30 GMT", now) == 30.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
