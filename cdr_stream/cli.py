@@ -1,0 +1,163 @@
+"""The `cdr-stream` command: run, simulate, state show, state set. Thin: it parses and delegates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cdr_stream import __version__
+from cdr_stream.config import ConfigError, Settings, load_settings
+from cdr_stream.connector import Connector
+from cdr_stream.logs import configure_logging
+from cdr_stream.presence import SESSION_TIMEOUT_MS, presence_group, running_members
+from cdr_stream.records import ProcessedChunk
+from cdr_stream.state import StateReadError, read_offsets
+from cdr_stream.writer import TransactionalWriter, WriteError, WriterFenced
+
+log = logging.getLogger("cdr_stream")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_FENCED = 3
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("CDR_STREAM_CONFIG"),
+        required="CDR_STREAM_CONFIG" not in os.environ,
+        help="the TOML configuration file (default: $CDR_STREAM_CONFIG)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cdr_stream.simulator import cli as simulator_cli
+
+    parser = argparse.ArgumentParser(prog="cdr-stream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cdr-stream {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="stream every configured feed into Kafka until SIGTERM")
+    _add_config(run)
+
+    simulate = commands.add_parser(
+        "simulate", help="serve a simulated billing feed (development, tests, demo)"
+    )
+    simulator_cli.add_arguments(simulate)
+
+    state = commands.add_parser("state", help="read or set the stored offsets")
+    state_commands = state.add_subparsers(dest="state_command", required=True)
+    show = state_commands.add_parser("show", help="print each feed's stored offset (last committed ID)")
+    _add_config(show)
+    set_ = state_commands.add_parser("set", help="store a new offset for a feed (rewind or skip)")
+    _add_config(set_)
+    set_.add_argument("--feed", required=True, help="the feed name, as configured")
+    set_.add_argument("--last-id", type=int, required=True, help="the ID to resume after")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        from cdr_stream.simulator import cli as simulator_cli
+
+        configure_logging("INFO")
+        return simulator_cli.run(args)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"cdr-stream: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+    for warning in settings.warnings():
+        log.warning(warning)
+    if args.command == "run":
+        return asyncio.run(run_connector(settings))
+    if args.state_command == "show":
+        return asyncio.run(show_state(settings))
+    return asyncio.run(set_state(settings, args.feed, args.last_id))
+
+
+async def run_connector(settings: Settings) -> int:
+    connector = Connector(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, connector.request_stop)
+    try:
+        await connector.start()
+        await connector.wait()
+    except WriterFenced as exc:
+        log.error("stopping: %s", exc)
+        return EXIT_FENCED
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        log.error("stopping: %s", exc)
+        return EXIT_FENCED if isinstance(cause, WriterFenced) else EXIT_FAILED
+    finally:
+        await connector.stop()
+    return EXIT_OK
+
+
+async def show_state(settings: Settings) -> int:
+    try:
+        offsets = await read_offsets(settings.kafka, settings.topics.state)
+    except StateReadError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    print(f"{'feed':<24} {'last_id':>14}  committed_at")
+    for feed in settings.feeds:
+        stored = offsets.get(feed.name)
+        if stored is None:
+            print(f"{feed.name:<24} {'-':>14}  (nothing stored; starts after ID {feed.initial_from_id})")
+        else:
+            print(f"{feed.name:<24} {stored.last_id:>14}  {stored.committed_at or '-'}")
+    for name in sorted(set(offsets) - {feed.name for feed in settings.feeds}):
+        print(f"{name:<24} {offsets[name].last_id:>14}  (not in this configuration)")
+    return EXIT_OK
+
+
+async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
+    try:
+        settings.feed(feed_name)
+    except ConfigError as exc:
+        print(f"cdr-stream: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if last_id < 0:
+        print("cdr-stream: --last-id must be >= 0", file=sys.stderr)
+        return EXIT_CONFIG
+    members = await running_members(settings.kafka, feed_name)
+    if members:
+        print(
+            f"cdr-stream: refused: the connector of feed {feed_name!r} is running ({len(members)} "
+            f"instance(s) in group {presence_group(settings.kafka, feed_name)!r}). Stop it first (for "
+            f"example scale the deployment to 0); a killed connector is forgotten "
+            f"{SESSION_TIMEOUT_MS // 1000} s after it died.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    # The feed's own transactional id: should a connector start unseen meanwhile, this fences it, so it
+    # cannot overwrite the new offset with an older one.
+    writer = TransactionalWriter(settings.kafka, settings.topics, feed_name)
+    try:
+        await writer.start()
+        before = (await read_offsets(settings.kafka, settings.topics.state)).get(feed_name)
+        await writer.commit(ProcessedChunk(), last_id)
+    except (WriteError, StateReadError) as exc:
+        log.error("the offset was not changed: %s", exc)
+        return EXIT_FAILED
+    finally:
+        await writer.stop()
+    print(f"{feed_name}: last_id {before.last_id if before else '-'} -> {last_id}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

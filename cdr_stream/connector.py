@@ -1,0 +1,167 @@
+"""The connector: one poll task per configured feed, started and stopped as one.
+
+`await connector.start()` prepares topics and starts the tasks; `await connector.wait()` returns when
+they end; `await connector.stop()` drains them (the page in flight commits or aborts) and is safe to
+call twice. A task that dies fails the whole connector through a done-callback, instead of leaving the
+others running blind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+from aiokafka.errors import KafkaError
+
+from cdr_stream.backoff import backoff_delay
+from cdr_stream.config import FeedSettings, Settings
+from cdr_stream.feed import FeedClient, FeedTransport
+from cdr_stream.kafka_clients import admin_client
+from cdr_stream.poller import FeedPoller, PollObserver
+from cdr_stream.presence import FeedPresence
+from cdr_stream.progress import ProgressLog
+from cdr_stream.state import read_offsets
+from cdr_stream.topics import ensure_topics
+from cdr_stream.writer import TransactionalWriter
+
+log = logging.getLogger(__name__)
+
+TransportFactory = Callable[[FeedSettings], FeedTransport]
+
+
+class ConnectorError(Exception):
+    """A feed stopped for a reason a retry cannot fix; the message says which and why."""
+
+
+class Connector:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        observer: PollObserver | None = None,
+        transport_factory: TransportFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.observer: PollObserver = observer or ProgressLog()
+        self._transport_factory = transport_factory
+        self.pollers: list[FeedPoller] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._stopped = False
+        self._presences: list[FeedPresence] = []
+
+    async def start(self) -> None:
+        """Prepare the topics (retrying while Kafka is unreachable) and start one task per feed."""
+        await self._retry_until_ready(self._prepare_topics, "topic setup")
+        for feed in self.settings.feeds:
+            presence = FeedPresence(self.settings.kafka, self.settings.topics.state, feed.name)
+            await self._retry_until_ready(presence.start, f"presence of feed {feed.name}")
+            self._presences.append(presence)
+        for feed in self.settings.feeds:
+            poller = self._poller(feed)
+            self.pollers.append(poller)
+            task = asyncio.create_task(poller.run(self._stopping), name=f"cdr-stream feed {feed.name}")
+            task.add_done_callback(self._on_task_done)
+            self._tasks.append(task)
+        log.info("connector started with %d feed(s)", len(self.pollers))
+
+    async def _prepare_topics(self) -> None:
+        admin = admin_client(self.settings.kafka)
+        try:
+            await admin.start()
+            await ensure_topics(admin, self.settings.topics)
+        finally:
+            await admin.close()
+
+    async def _retry_until_ready(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+        failures = 0
+        while True:
+            try:
+                await step()
+                return
+            except (KafkaError, OSError) as exc:
+                failures += 1
+                delay = backoff_delay(failures, initial=1.0, cap=30.0)
+                log.warning(
+                    "%s failed (%s: %s); retry %d in %.1f s", what, type(exc).__name__, exc, failures, delay
+                )
+            if self._stopping.is_set():
+                raise ConnectorError(f"stopped before {what} succeeded")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _poller(self, feed: FeedSettings) -> FeedPoller:
+        transport = self._transport_factory(feed) if self._transport_factory else None
+        kafka, topics = self.settings.kafka, self.settings.topics
+
+        async def load_offset() -> int:
+            stored = (await read_offsets(kafka, topics.state)).get(feed.name)
+            return stored.last_id if stored else feed.initial_from_id
+
+        return FeedPoller(
+            feed,
+            FeedClient(feed, transport),
+            TransactionalWriter(kafka, topics, feed.name),
+            load_offset,
+            self.observer,
+        )
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and self._failure is None:
+            self._failure = error
+            log.error("%s stopped: %s", task.get_name(), error)
+        self._stopping.set()  # one feed down takes the connector down: a person must look
+
+    def request_stop(self) -> None:
+        """Ask every feed to finish its page in flight and stop (what SIGTERM does)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def wait(self) -> None:
+        """Until every feed task has ended; raises ConnectorError if one failed."""
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        if self._failure is not None:
+            raise ConnectorError(str(self._failure)) from self._failure
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Drain: let the pages in flight commit within `timeout`, then cancel (aborting them). Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            _, still_running = await asyncio.wait(pending, timeout=timeout)
+            for task in still_running:
+                log.warning("%s did not finish in %.0f s; aborting its transaction", task.get_name(), timeout)
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running, timeout=5)
+        for poller in self.pollers:
+            await poller.writer.stop()
+            await poller.client.close()
+        for presence in self._presences:
+            await presence.stop()
+        log.info("connector stopped")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,52 @@
+"""Connection options shared by every Kafka client the connector makes (producer, consumer, admin)."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from cdr_stream.config import KafkaSettings
+
+
+def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": [
+            server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()
+        ],
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+        if kafka.ssl_certfile:
+            context.load_cert_chain(
+                str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
+            )
+        options["ssl_context"] = context
+    if kafka.security_protocol.startswith("SASL"):
+        assert kafka.sasl_password is not None  # enforced by KafkaSettings
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return options
+
+
+def committed_reader(kafka: KafkaSettings) -> AIOKafkaConsumer:
+    """A group-less consumer that sees only committed transactions."""
+    return AIOKafkaConsumer(
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=200,
+        **connection_options(kafka),
+    )
+
+
+def admin_client(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    options = connection_options(kafka)
+    options.pop("request_timeout_ms")
+    return AIOKafkaAdminClient(request_timeout_ms=kafka.request_timeout_ms, **options)

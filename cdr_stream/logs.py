@@ -1,0 +1,27 @@
+"""Logging setup: one line per event, with the structured fields a record carries (feed, IDs...)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class _KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = {key: value for key, value in vars(record).items() if key not in _STANDARD}
+        if extras:
+            line += " " + " ".join(f"{key}={value}" for key, value in extras.items())
+        return line
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiokafka logs every retry of a lost connection at ERROR; the connector reports those itself.
+    logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -1,0 +1,80 @@
+"""Whether a feed's connector is running right now, for commands that must not race it (`state set`).
+
+A running connector keeps one member in a consumer group named after the feed's transactional id; the
+group has members exactly while a connector is alive (a killed one drops out after the session
+timeout). The member polls the small state topic so it never counts as idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from cdr_stream.config import KafkaSettings
+from cdr_stream.kafka_clients import admin_client, connection_options
+from cdr_stream.writer import transactional_id
+
+log = logging.getLogger(__name__)
+
+SESSION_TIMEOUT_MS: Final = 10_000
+
+
+def presence_group(kafka: KafkaSettings, feed: str) -> str:
+    return f"{transactional_id(kafka, feed)}.running"
+
+
+class FeedPresence:
+    """Membership of the feed's presence group, kept by a background task while the connector runs."""
+
+    def __init__(self, kafka: KafkaSettings, state_topic: str, feed: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            state_topic,
+            group_id=presence_group(kafka, feed),
+            enable_auto_commit=False,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=3_000,
+            **connection_options(kafka),
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._keep_alive(), name="cdr-stream presence")
+
+    async def _keep_alive(self) -> None:
+        while True:
+            try:
+                await self._consumer.getmany(timeout_ms=5_000)
+            except KafkaError as exc:  # the coordinator is away; membership resumes when it is back
+                log.debug("presence poll failed: %s", type(exc).__name__)
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._consumer.stop()
+
+
+async def running_members(kafka: KafkaSettings, feed: str) -> list[str]:
+    """Member ids of the live members of the feed's presence group (empty when none runs)."""
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups([presence_group(kafka, feed)])
+    finally:
+        await admin.close()
+    members: list[str] = []
+    for response in responses:
+        for group in response.groups:
+            # (error_code, group_id, state, protocol_type, protocol, members...); members start with their id
+            if group[2] in ("Stable", "PreparingRebalance", "CompletingRebalance"):
+                members.extend(str(member[0]) for member in group[5])
+    return members

@@ -1,0 +1,85 @@
+"""Create the connector's topics if missing, and refuse a state topic that is not compacted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from cdr_stream.config import TopicSettings
+
+log = logging.getLogger(__name__)
+
+
+class TopicSetupError(Exception):
+    """A topic is missing or misconfigured in a way the connector must not work around."""
+
+
+async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> None:
+    existing = set(await admin.list_topics())
+    replication = topics.replication_factor or min(3, len((await admin.describe_cluster())["brokers"]))
+    wanted = [
+        NewTopic(topics.events, topics.events_partitions, replication),
+        NewTopic(topics.dead_letter, topics.dead_letter_partitions, replication),
+        # One partition: a handful of keys, and one place to read them from.
+        NewTopic(topics.state, 1, replication, topic_configs={"cleanup.policy": "compact"}),
+    ]
+    missing = [topic for topic in wanted if topic.name not in existing]
+    if missing and not topics.create:
+        names = ", ".join(topic.name for topic in missing)
+        raise TopicSetupError(f"topics missing: {names}; create them or set topics.create = true")
+    for topic in missing:
+        try:
+            response = await admin.create_topics([topic])
+        except TopicAlreadyExistsError:
+            continue  # another instance won the race
+        for name, code, *rest in getattr(response, "topic_errors", []):
+            if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
+                raise TopicSetupError(
+                    f"cannot create topic {name!r}: error {code} {rest[0] if rest else ''}".strip()
+                )
+        log.info("created topic %s", topic.name)
+    if missing:
+        await _wait_for_leaders(admin, [topic.name for topic in missing])
+    await check_state_topic(admin, topics.state)
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """CreateTopics answers before every partition has a leader; writing earlier fails needlessly."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        ready = all(
+            topic["error_code"] == 0
+            and topic["partitions"]
+            and all(p["leader"] >= 0 for p in topic["partitions"])
+            for topic in described
+        )
+        if ready:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopicSetupError(f"topics {', '.join(names)} have no leader {timeout:g} s after creation")
+        await asyncio.sleep(0.2)
+
+
+async def check_state_topic(admin: AIOKafkaAdminClient, name: str) -> None:
+    """The offsets must survive retention: only compaction keeps the latest value per feed for ever."""
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})]
+    )
+    policy = None
+    for response in responses:
+        for resource in response.resources:
+            for entry in resource[4]:
+                if entry[0] == "cleanup.policy":
+                    policy = entry[1]
+    # "compact,delete" is refused too: after retention.ms an idle feed's offset would be deleted.
+    if policy is None or policy.replace(" ", "") != "compact":
+        raise TopicSetupError(
+            f"the state topic {name!r} has cleanup.policy={policy}; it must be compacted, or the stored "
+            f"offsets expire and records are published again. Fix: kafka-configs --alter --entity-type "
+            f"topics --entity-name {name} --add-config cleanup.policy=compact (or pick another topics.state)"
+        )
