@@ -48,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="stream every configured feed into Kafka until SIGTERM")
     _add_config(run)
 
-    simulate = commands.add_parser(
-        "simulate", help="serve a simulated billing feed (development, tests, demo)"
-    )
+    simulate = commands.add_parser("simulate", help="serve a simulated billing feed (development, tests, demo)")
     simulator_cli.add_arguments(simulate)
 
     state = commands.add_parser("state", help="read or set the stored offsets")

@@ -39,9 +39,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _read_secret(
-    field: str, inline: SecretStr | None, env: str | None, file: Path | None
-) -> SecretStr | None:
+def _read_secret(field: str, inline: SecretStr | None, env: str | None, file: Path | None) -> SecretStr | None:
     """Resolve a secret given inline, by environment variable name, or by file (a mounted Secret)."""
     given = [name for name, value in (("", inline), ("_env", env), ("_file", file)) if value is not None]
     if len(given) > 1:
@@ -69,9 +67,7 @@ class FeedSettings(_Model):
     url: str = Field(description="the feed's full URL, http:// or https://")
     login: str = Field(min_length=1, description="the feed login (often the account number)")
     password: SecretStr | None = Field(default=None, description="the feed password (prefer password_file)")
-    password_env: str | None = Field(
-        default=None, description="name of an environment variable with the password"
-    )
+    password_env: str | None = Field(default=None, description="name of an environment variable with the password")
     password_file: Path | None = Field(default=None, description="path of a file holding the password")
     format: Literal["json"] = Field(default="json", description="the answer format to ask for")
     callsonly: bool = Field(default=False, description="send callsonly=1 (calls only, no service fees)")
@@ -128,9 +124,7 @@ class FeedSettings(_Model):
 
 
 class KafkaSettings(_Model):
-    bootstrap_servers: str = Field(
-        default="127.0.0.1:9092", min_length=1, description="comma-separated host:port list"
-    )
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1, description="comma-separated host:port list")
     client_id: str = Field(default="cdr-stream", min_length=1, description="the Kafka client id")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
@@ -140,9 +134,7 @@ class KafkaSettings(_Model):
     )
     sasl_username: str | None = Field(default=None, description="the SASL user")
     sasl_password: SecretStr | None = Field(default=None, description="the SASL password (prefer _file)")
-    sasl_password_env: str | None = Field(
-        default=None, description="environment variable with the SASL password"
-    )
+    sasl_password_env: str | None = Field(default=None, description="environment variable with the SASL password")
     sasl_password_file: Path | None = Field(default=None, description="file holding the SASL password")
     ssl_cafile: Path | None = Field(default=None, description="PEM CA bundle for the brokers")
     ssl_certfile: Path | None = Field(default=None, description="PEM client certificate (mutual TLS)")
@@ -165,12 +157,8 @@ class KafkaSettings(_Model):
     def _resolve(self) -> Self:
         sasl = self.security_protocol.startswith("SASL")
         if sasl and (self.sasl_mechanism is None or not self.sasl_username):
-            raise ValueError(
-                f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username"
-            )
-        secret = _read_secret(
-            "sasl_password", self.sasl_password, self.sasl_password_env, self.sasl_password_file
-        )
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username")
+        secret = _read_secret("sasl_password", self.sasl_password, self.sasl_password_env, self.sasl_password_file)
         if sasl and secret is None:
             raise ValueError(
                 "SASL needs a password: set sasl_password_file, sasl_password_env, or the environment "
@@ -190,9 +178,7 @@ class TopicSettings(_Model):
     )
     create: bool = Field(default=True, description="create missing topics at start")
     events_partitions: int = Field(default=6, ge=1, description="partitions of a created events topic")
-    dead_letter_partitions: int = Field(
-        default=1, ge=1, description="partitions of a created dead-letter topic"
-    )
+    dead_letter_partitions: int = Field(default=1, ge=1, description="partitions of a created dead-letter topic")
     replication_factor: int | None = Field(
         default=None,
         ge=1,
@@ -293,9 +279,7 @@ def _field_hint(loc: tuple[int | str, ...]) -> str | None:
         hint = info.description
         annotation = info.annotation
         args = getattr(annotation, "__args__", ())
-        model = next(
-            (a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
-        )
+        model = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
     return hint
 
 

@@ -87,9 +87,7 @@ class Connector:
             except (KafkaError, OSError) as exc:
                 failures += 1
                 delay = backoff_delay(failures, initial=1.0, cap=30.0)
-                log.warning(
-                    "%s failed (%s: %s); retry %d in %.1f s", what, type(exc).__name__, exc, failures, delay
-                )
+                log.warning("%s failed (%s: %s); retry %d in %.1f s", what, type(exc).__name__, exc, failures, delay)
             if self._stopping.is_set():
                 raise ConnectorError(f"stopped before {what} succeeded")
             with contextlib.suppress(TimeoutError):

@@ -163,9 +163,7 @@ class FeedClient:
                 "rate_limited", f"the feed asked to slow down (HTTP 429, {snippet})", retry_after=retry_after
             )
         reason = "http_5xx" if response.status >= 500 else "http_4xx"
-        raise FeedError(
-            reason, f"the feed answered HTTP {response.status}: {snippet}", retry_after=retry_after
-        )
+        raise FeedError(reason, f"the feed answered HTTP {response.status}: {snippet}", retry_after=retry_after)
 
     def _scrub(self, text: str) -> str:
         # A feed error page may echo the request back; never let the password through.

@@ -13,9 +13,7 @@ from cdr_stream.config import KafkaSettings
 
 def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "bootstrap_servers": [
-            server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()
-        ],
+        "bootstrap_servers": [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()],
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
         "request_timeout_ms": kafka.request_timeout_ms,
@@ -23,9 +21,7 @@ def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
         if kafka.ssl_certfile:
-            context.load_cert_chain(
-                str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
-            )
+            context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None)
         options["ssl_context"] = context
     if kafka.security_protocol.startswith("SASL"):
         assert kafka.sasl_password is not None  # enforced by KafkaSettings

@@ -69,9 +69,7 @@ async def json_row_chunks(
     if at_end and not start:
         return
     if start != b"[":
-        raise AnswerFormatError(
-            "not_json_array", f"the answer does not start with '[': {describe_body(body.lstrip())}"
-        )
+        raise AnswerFormatError("not_json_array", f"the answer does not start with '[': {describe_body(body.lstrip())}")
 
     if at_end:
         try:

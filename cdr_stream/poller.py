@@ -55,9 +55,7 @@ class PollObserver(Protocol):
 
     def poll_finished(self, feed: str, *, seconds: float, rows: int, advanced: bool) -> None: ...
 
-    def poll_failed(
-        self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int
-    ) -> None: ...
+    def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None: ...
 
 
 class FeedPoller:
@@ -117,9 +115,7 @@ class FeedPoller:
             cap=self.settings.backoff_max_seconds,
             retry_after=retry_after,
         )
-        self.observer.poll_failed(
-            self.feed, reason=reason, message=message, retry_in=wait, consecutive=failures
-        )
+        self.observer.poll_failed(self.feed, reason=reason, message=message, retry_in=wait, consecutive=failures)
         return wait
 
     async def _ensure_ready(self) -> None:
@@ -144,9 +140,7 @@ class FeedPoller:
                 if stopping.is_set():
                     break  # the page in flight is committed; the rest is asked for after the restart
         advanced = self.last_id > from_id
-        self.observer.poll_finished(
-            self.feed, seconds=time.monotonic() - started, rows=rows_seen, advanced=advanced
-        )
+        self.observer.poll_finished(self.feed, seconds=time.monotonic() - started, rows=rows_seen, advanced=advanced)
         return advanced
 
     async def _commit(self, chunk: ProcessedChunk) -> None:

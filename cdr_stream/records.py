@@ -332,9 +332,7 @@ class RecordProcessor:
         found = self._validator.check(row)
         if found is not None and found.field == "ID":
             return found
-        return Rejection(
-            RULE_INVALID_FIELD, "ID", f"ID: {_short(row.get('ID'))} is not a positive whole number"
-        )
+        return Rejection(RULE_INVALID_FIELD, "ID", f"ID: {_short(row.get('ID'))} is not a positive whole number")
 
     def _dead_letter(self, row_id: int | None, row: Any, rejection: Rejection) -> DeadLetter:
         account = _text(row.get("AccountCode")) if isinstance(row, dict) else None

@@ -38,9 +38,7 @@ async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> No
             continue  # another instance won the race
         for name, code, *rest in getattr(response, "topic_errors", []):
             if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
-                raise TopicSetupError(
-                    f"cannot create topic {name!r}: error {code} {rest[0] if rest else ''}".strip()
-                )
+                raise TopicSetupError(f"cannot create topic {name!r}: error {code} {rest[0] if rest else ''}".strip())
         log.info("created topic %s", topic.name)
     if missing:
         await _wait_for_leaders(admin, [topic.name for topic in missing])
@@ -53,9 +51,7 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
     while True:
         described = await admin.describe_topics(names)
         ready = all(
-            topic["error_code"] == 0
-            and topic["partitions"]
-            and all(p["leader"] >= 0 for p in topic["partitions"])
+            topic["error_code"] == 0 and topic["partitions"] and all(p["leader"] >= 0 for p in topic["partitions"])
             for topic in described
         )
         if ready:
@@ -67,9 +63,7 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
 
 async def check_state_topic(admin: AIOKafkaAdminClient, name: str) -> None:
     """The offsets must survive retention: only compaction keeps the latest value per feed for ever."""
-    responses = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})]
-    )
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})])
     policy = None
     for response in responses:
         for resource in response.resources:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _MAX_BATCH_BYTES: Final = 512 * 1024
 _MAX_CACHED_KEYS: Final = 200_000
 _STOP_TIMEOUT: Final = 10.0
+_ABORT_TIMEOUT: Final = 3.0
 
 
 class WriteError(Exception):
@@ -118,9 +119,8 @@ class TransactionalWriter:
         if producer is None:
             raise WriteError("the writer is not started")
         try:
-            await asyncio.wait_for(
-                self._transaction(producer, chunk, last_id), self._kafka.commit_timeout_seconds
-            )
+            async with asyncio.timeout(self._kafka.commit_timeout_seconds):
+                await self._transaction(producer, chunk, last_id)
         except TimeoutError:
             raise CommitUncertain(
                 f"the transaction did not complete within {self._kafka.commit_timeout_seconds:g} s"
@@ -133,19 +133,25 @@ class TransactionalWriter:
             raise WriteError(f"the transaction failed: {type(exc).__name__}: {exc}") from None
 
     async def _transaction(self, producer: AIOKafkaProducer, chunk: ProcessedChunk, last_id: int) -> None:
-        async with producer.transaction():
+        await producer.begin_transaction()
+        try:
             deliveries = await self._send_events(producer, chunk)
             for letter in chunk.dead_letters:
                 headers = [(HEADER_FEED, self._feed_header), (HEADER_DLQ_RULE, letter.rule.encode())]
                 deliveries.append(
-                    await producer.send(
-                        self._topics.dead_letter, letter.value, key=letter.key, headers=headers
-                    )
+                    await producer.send(self._topics.dead_letter, letter.value, key=letter.key, headers=headers)
                 )
             state = StoredOffset.now(self.feed, last_id)
             deliveries.append(await producer.send(self._topics.state, state.encode(), key=self.feed.encode()))
-            # Surface a failed delivery here rather than as an opaque commit error.
-            await asyncio.gather(*deliveries)
+            # Every delivery's outcome is collected, so a failed one surfaces here, not as an opaque commit error.
+            outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+            failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+            if failure is not None:
+                raise failure
+        except BaseException:
+            await _abort_quietly(producer)
+            raise
+        await producer.commit_transaction()
 
     async def _send_events(self, producer: AIOKafkaProducer, chunk: ProcessedChunk) -> list[Any]:
         topic = self._topics.events
@@ -162,24 +168,26 @@ class TransactionalWriter:
             batch = open_batches.get(partition)
             if batch is None:
                 batch = open_batches[partition] = producer.create_batch()
-            if (
-                batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers)
-                is None
-            ):
+            if batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers) is None:
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = open_batches[partition] = producer.create_batch()
                 if (
-                    batch.append(
-                        key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers
-                    )
+                    batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers)
                     is None
                 ):
-                    raise WriteError(
-                        f"event {event.id} is larger than a whole batch ({_MAX_BATCH_BYTES} bytes)"
-                    )
+                    raise WriteError(f"event {event.id} is larger than a whole batch ({_MAX_BATCH_BYTES} bytes)")
         for partition, batch in open_batches.items():
             deliveries.append(await producer.send_batch(batch, topic, partition=partition))
         return deliveries
+
+
+async def _abort_quietly(producer: AIOKafkaProducer) -> None:
+    """Abort, but never wait long: a fenced or cut-off producer may never answer. Whatever stays open is
+    aborted by the broker's transaction timeout or by the next writer's start, whichever comes first."""
+    try:
+        await asyncio.wait_for(producer.abort_transaction(), _ABORT_TIMEOUT)
+    except (Exception, asyncio.CancelledError) as exc:
+        log.debug("abort did not complete: %s", type(exc).__name__)
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:

@@ -66,9 +66,7 @@ async def test_the_query_is_a_post_form_with_credentials_and_fromid() -> None:
     assert form == {"login": "812", "password": SECRET, "fromid": "4", "format": "json"}
 
 
-@pytest.mark.parametrize(
-    ("setting", "parameter"), [("callsonly", "callsonly"), ("servicesonly", "servicesonly")]
-)
+@pytest.mark.parametrize(("setting", "parameter"), [("callsonly", "callsonly"), ("servicesonly", "servicesonly")])
 async def test_optional_parameters_are_sent_only_when_configured(setting: str, parameter: str) -> None:
     transport = CannedTransport(CannedResponse(), CannedResponse())
     await rows_from(FeedClient(feed(), transport))

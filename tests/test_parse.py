@@ -22,10 +22,7 @@ def reader(body: bytes, piece: int = 7) -> Callable[[int], Awaitable[bytes]]:
 
 
 async def collect(body: bytes, *, chunk_rows: int = 2, buffer_limit: int = 1 << 20) -> list[list[Any]]:
-    return [
-        chunk
-        async for chunk in json_row_chunks(reader(body), chunk_rows=chunk_rows, buffer_limit=buffer_limit)
-    ]
+    return [chunk async for chunk in json_row_chunks(reader(body), chunk_rows=chunk_rows, buffer_limit=buffer_limit)]
 
 
 ROWS = [{"ID": i, "Charge": 0.1 * i, "Text": 'a,b"c'} for i in range(1, 6)]

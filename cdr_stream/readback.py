@@ -1,0 +1,81 @@
+"""Read topics to their end as a read_committed consumer sees them.
+
+With read_committed, a partition can end in a transaction marker or aborted records that the consumer
+never returns, and aiokafka may leave its position just below the end offset (aiokafka issue #911). A
+partition counts as read when its position reaches the end offset, or when the consumer has nothing
+more to give for a while and its position no longer moves: everything below the end offset (the last
+stable offset) is already decided, so what remains can only be markers or aborted records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cdr_stream.config import KafkaSettings
+from cdr_stream.kafka_clients import admin_client, committed_reader
+
+_IDLE_ROUNDS_AT_END: Final = 4
+_ROUND_MS: Final = 250
+
+
+class TopicMissingError(Exception):
+    """A topic to read does not exist."""
+
+
+async def partitions_of(kafka: KafkaSettings, topics: Iterable[str]) -> list[TopicPartition]:
+    admin = admin_client(kafka)
+    try:
+        await admin.start()
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    result: list[TopicPartition] = []
+    for topic in described:
+        if topic["error_code"] != 0 or not topic["partitions"]:
+            raise TopicMissingError(f"topic {topic['topic']!r} does not exist (error {topic['error_code']})")
+        result.extend(TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"])
+    return sorted(result)
+
+
+async def committed_records(kafka: KafkaSettings, topics: Iterable[str]) -> AsyncIterator[list[Any]]:
+    """Every committed record of `topics`, in batches, from the beginning to the end as of the call."""
+    tps = await partitions_of(kafka, topics)
+    consumer = committed_reader(kafka)
+    await consumer.start()
+    try:
+        async for batch in read_to_end(consumer, tps):
+            yield batch
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> AsyncIterator[list[Any]]:
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    end = await consumer.end_offsets(tps)
+    idle = dict.fromkeys(tps, 0)
+    last_position = dict.fromkeys(tps, -1)
+    pending = set(tps)
+    while pending:
+        started = time.monotonic()
+        batch = await consumer.getmany(*pending, timeout_ms=_ROUND_MS)
+        for records in batch.values():
+            yield records
+        for tp in list(pending):
+            position = await consumer.position(tp)
+            if position >= end[tp]:
+                pending.discard(tp)
+                continue
+            quiet = not batch.get(tp) and position == last_position[tp]
+            idle[tp] = idle[tp] + 1 if quiet else 0
+            last_position[tp] = position
+            if idle[tp] >= _IDLE_ROUNDS_AT_END:
+                pending.discard(tp)  # only markers or aborted records remain below the end offset
+        if not batch:
+            # getmany may return early without data; keep each round at least _ROUND_MS long.
+            await asyncio.sleep(max(0.0, _ROUND_MS / 1000 - (time.monotonic() - started)))

@@ -1,0 +1,71 @@
+"""Integration fixtures: the real Kafka broker (started when none runs), the simulator, unique topics.
+
+A test that needs the broker fails when it cannot be started; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from cdr_stream.config import KafkaSettings, TopicSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER = ROOT / "dev" / "kafka" / "broker"
+BOOTSTRAP = os.environ.get("CDR_STREAM_TEST_BOOTSTRAP", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '19092')}")
+
+
+def _answers(bootstrap: str) -> bool:
+    host, port = bootstrap.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaSettings]:
+    started_here = False
+    if not _answers(BOOTSTRAP):
+        result = subprocess.run([str(BROKER), "start"], capture_output=True, text=True, timeout=300, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"the Kafka broker could not be started:\n{result.stdout}\n{result.stderr}", pytrace=False)
+        started_here = True
+    yield KafkaSettings(bootstrap_servers=BOOTSTRAP)
+    if started_here and not os.environ.get("CDR_STREAM_KEEP_BROKER"):
+        subprocess.run([str(BROKER), "stop"], capture_output=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def topics() -> TopicSettings:
+    tag = uuid.uuid4().hex[:8]
+    return TopicSettings(
+        events=f"test-{tag}.events",
+        dead_letter=f"test-{tag}.dlq",
+        state=f"test-{tag}.state",
+        events_partitions=3,
+    )
+
+
+@pytest.fixture
+async def cleanup_topics(kafka: KafkaSettings, topics: TopicSettings) -> AsyncIterator[None]:
+    """Delete the test's topics afterwards so a long suite does not fill the broker's disk."""
+    yield
+    from cdr_stream.kafka_clients import admin_client
+
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [name for name in (topics.events, topics.dead_letter, topics.state) if name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

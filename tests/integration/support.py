@@ -1,0 +1,144 @@
+"""Helpers for integration tests: settings for a simulator, running a connector, reading topics back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
+from cdr_stream.connector import Connector
+from cdr_stream.readback import committed_records
+from cdr_stream.simulator import FeedSimulator
+
+FEED = "sim"
+PASSWORD = "s1mulated-Secret"
+
+
+def settings_for(sim: FeedSimulator, kafka: KafkaSettings, topics: TopicSettings, **feed: Any) -> Settings:
+    values: dict[str, Any] = {
+        "name": FEED,
+        "url": sim.url,
+        "login": sim.config.login,
+        "password": PASSWORD,
+        "poll_interval_seconds": 0.2,
+        "max_rows_per_transaction": 500,
+        "backoff_initial_seconds": 0.1,
+        "backoff_max_seconds": 1.0,
+    }
+    values.update(feed)
+    return parse_settings(
+        {
+            "feeds": [values],
+            "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "commit_timeout_seconds": 20},
+            "topics": topics.model_dump(),
+        },
+        {},
+    )
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def run_until_caught_up(settings: Settings, sim: FeedSimulator, timeout: float = 120.0) -> Connector:
+    """Run a connector in this process until its offset reaches the simulator's last ID, then stop it."""
+    connector = Connector(settings)
+    await connector.start()
+    try:
+        await wait_for(
+            lambda: connector.pollers[0].last_id == sim.max_id or connector.stopping,
+            timeout,
+            f"the connector to commit up to ID {sim.max_id}",
+        )
+    finally:
+        await connector.stop()
+    await connector.wait()
+    return connector
+
+
+@dataclass
+class Published:
+    """What a read_committed consumer finds on the connector's topics."""
+
+    events: list[Any] = field(default_factory=list)
+    dead_letters: list[Any] = field(default_factory=list)
+    states: list[Any] = field(default_factory=list)
+
+    def event_ids(self) -> list[int]:
+        return [orjson.loads(record.value)["id"] for record in self.events]
+
+    def dead_letter_ids(self) -> list[int | None]:
+        return [orjson.loads(record.value)["id"] for record in self.dead_letters]
+
+    def all_ids(self) -> list[int | None]:
+        return self.event_ids() + self.dead_letter_ids()
+
+    def last_state(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.states[-1].value))
+
+
+async def read_published(kafka: KafkaSettings, topics: TopicSettings) -> Published:
+    published = Published()
+    by_topic = {
+        topics.events: published.events,
+        topics.dead_letter: published.dead_letters,
+        topics.state: published.states,
+    }
+    async for records in committed_records(kafka, by_topic):
+        for record in records:
+            by_topic[record.topic].append(record)
+    for records in by_topic.values():
+        records.sort(key=lambda record: (record.partition, record.offset))
+    return published
+
+
+def write_config(path: Path, settings: Settings) -> Path:
+    """The settings as a TOML file for a `cdr-stream run` process (password through the environment)."""
+    feed = settings.feeds[0]
+    lines = [
+        "[[feeds]]",
+        f'name = "{feed.name}"',
+        f'url = "{feed.url}"',
+        f'login = "{feed.login}"',
+        'password_env = "CDR_TEST_FEED_PASSWORD"',
+        f"poll_interval_seconds = {feed.poll_interval_seconds}",
+        f"max_rows_per_transaction = {feed.max_rows_per_transaction}",
+        f"backoff_initial_seconds = {feed.backoff_initial_seconds}",
+        f"backoff_max_seconds = {feed.backoff_max_seconds}",
+        "[kafka]",
+        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
+        "[topics]",
+        f'events = "{settings.topics.events}"',
+        f'dead_letter = "{settings.topics.dead_letter}"',
+        f'state = "{settings.topics.state}"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_process(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """`cdr-stream ARGS` as a real process of its own, output to `log`."""
+    env = dict(os.environ, CDR_TEST_FEED_PASSWORD=PASSWORD, PYTHONUNBUFFERED="1")
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cdr_stream.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+    if process.poll() is None:
+        process.send_signal(signum)
+    return process.wait(timeout)

@@ -1,0 +1,159 @@
+"""The whole path on the real broker: simulator -> connector -> Kafka -> a read_committed consumer."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import orjson
+import pytest
+
+from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.connector import Connector
+from cdr_stream.kafka_clients import admin_client
+from cdr_stream.records import HEADER_FEED, HEADER_SCHEMA_VERSION, parse_utc
+from cdr_stream.simulator import FeedSimulator, SimulatorConfig
+from cdr_stream.state import read_offsets
+from tests.integration.support import FEED, PASSWORD, read_published, run_until_caught_up, settings_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
+
+
+@pytest.mark.parametrize("numbers_as", ["number", "string"])
+async def test_every_row_is_published_or_dead_lettered_exactly_once(
+    kafka: KafkaSettings, topics: TopicSettings, numbers_as: str
+) -> None:
+    config = SimulatorConfig(
+        password=PASSWORD, records=3000, page_size=700, invalid_rate=0.03, numbers_as=numbers_as, seed=11
+    )
+    async with FeedSimulator(config) as sim:
+        await run_until_caught_up(settings_for(sim, kafka, topics), sim)
+        invalid = {row_id for row_id in sim.ids() if sim.is_invalid(row_id)}
+        expected = set(sim.ids())
+        records = {row_id: sim.record(row_id) for row_id in sim.ids()}
+
+    published = await read_published(kafka, topics)
+    ids = published.all_ids()
+    assert len(ids) == len(set(ids)), "an ID was published twice"
+    assert set(ids) == expected
+    assert set(published.dead_letter_ids()) == invalid
+    assert invalid, "the simulator should have made some invalid rows"
+
+    per_partition_account: dict[tuple[int, bytes], list[int]] = defaultdict(list)
+    for record in published.events:
+        event = orjson.loads(record.value)
+        row = records[event["id"]]
+        assert record.key == str(row["AccountCode"]).encode() == event["account_code"].encode()
+        assert record.timestamp == int(parse_utc(event["utc_datetime"]).timestamp() * 1000)
+        assert dict(record.headers)[HEADER_FEED] == FEED.encode()
+        assert dict(record.headers)[HEADER_SCHEMA_VERSION] == b"1"
+        per_partition_account[(record.partition, record.key)].append(event["id"])
+    for account_ids in per_partition_account.values():
+        assert account_ids == sorted(account_ids), "events of one account are out of ID order"
+    assert len({key for _, key in per_partition_account}) == len(per_partition_account), "an account spans partitions"
+
+    for record in published.dead_letters:
+        letter = orjson.loads(record.value)
+        assert letter["rule"] and letter["reason"]
+        assert letter["raw"]["ID"] in (letter["id"], str(letter["id"]))
+
+    assert published.last_state()["last_id"] == max(expected)
+    assert (await read_offsets(kafka, topics.state))[FEED].last_id == max(expected)
+
+
+async def test_the_state_topic_is_created_compacted(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=10)) as sim:
+        await run_until_caught_up(settings_for(sim, kafka, topics), sim)
+    from cdr_stream.topics import check_state_topic
+
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        await check_state_topic(admin, topics.state)  # raises unless cleanup.policy is exactly compact
+    finally:
+        await admin.close()
+
+
+async def test_a_restart_resumes_after_the_stored_offset_without_duplicates(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=1200, page_size=400)) as sim:
+        settings = settings_for(sim, kafka, topics)
+        await run_until_caught_up(settings, sim)
+        first = await read_published(kafka, topics)
+        sim.add_records(900)
+        await run_until_caught_up(settings, sim)
+        # A third run with nothing new asks once from the stored offset and publishes nothing.
+        asked_before = len(sim.requests)
+        await run_until_caught_up(settings, sim)
+        assert [request.fromid for request in sim.requests[asked_before:]][:1] == [sim.max_id]
+        expected = set(sim.ids())
+
+    published = await read_published(kafka, topics)
+    assert len(first.all_ids()) == 1200
+    ids = published.all_ids()
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+
+
+async def test_resent_duplicate_and_out_of_order_rows_are_published_once(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    config = SimulatorConfig(
+        password=PASSWORD, records=2000, page_size=300, resend_rate=1.0, duplicate_rate=1.0, out_of_order=True
+    )
+    async with FeedSimulator(config) as sim:
+        connector = await run_until_caught_up(settings_for(sim, kafka, topics), sim)
+        expected = set(sim.ids())
+    published = await read_published(kafka, topics)
+    ids = published.all_ids()
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected
+    totals = connector.observer.totals[FEED]  # type: ignore[attr-defined]
+    assert totals.dropped > 0, "resent rows at or below the offset must be dropped and counted"
+
+
+async def test_credentials_travel_only_in_post_bodies(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=500, page_size=200)) as sim:
+        await run_until_caught_up(settings_for(sim, kafka, topics), sim)
+        requests = list(sim.requests)
+    assert requests
+    for request in requests:
+        assert request.method == "POST"
+        assert request.password_in_body and not request.password_in_query
+        assert request.query_keys == ()
+        assert request.fromid is not None
+
+
+async def test_one_huge_answer_is_streamed_and_committed_in_chunks(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    # About 40 MB of JSON in one answer: above the 32 MiB buffer, so it takes the incremental parser.
+    config = SimulatorConfig(password=PASSWORD, records=70_000, page_size=0, seed=5)
+    async with FeedSimulator(config) as sim:
+        settings = settings_for(sim, kafka, topics, max_rows_per_transaction=10_000)
+        await run_until_caught_up(settings, sim, timeout=300)
+        answers = [request for request in sim.requests if request.rows]
+    assert len(answers) == 1 and answers[0].rows == 70_000
+    published = await read_published(kafka, topics)
+    assert len(published.states) >= 7, "one answer must still be committed chunk by chunk"
+    ids = published.all_ids()
+    assert len(ids) == len(set(ids)) == 70_000
+
+
+async def test_an_existing_state_topic_without_compaction_is_refused(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    from aiokafka.admin import NewTopic
+
+    from cdr_stream.connector import ConnectorError
+    from cdr_stream.topics import TopicSetupError
+
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topics.state, 1, 1, topic_configs={"cleanup.policy": "delete"})])
+    finally:
+        await admin.close()
+    async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=5)) as sim:
+        connector = Connector(settings_for(sim, kafka, topics))
+        with pytest.raises((TopicSetupError, ConnectorError), match="compact"):
+            await connector.start()
+        await connector.stop()

@@ -1,0 +1,179 @@
+"""The connector as a real process: kill -9, SIGTERM, a second instance, and the operator's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.connector import Connector, ConnectorError
+from cdr_stream.simulator import FeedSimulator, SimulatorConfig
+from cdr_stream.state import read_offsets
+from tests.integration.support import (
+    FEED,
+    PASSWORD,
+    read_published,
+    settings_for,
+    start_process,
+    stop_process,
+    wait_for,
+    write_config,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
+
+
+async def stored_offset(kafka: KafkaSettings, topics: TopicSettings) -> int:
+    try:
+        stored = (await read_offsets(kafka, topics.state, timeout=10)).get(FEED)
+    except Exception:  # the topic may not exist yet while the process starts
+        return -1
+    return stored.last_id if stored else 0
+
+
+async def wait_offset(kafka: KafkaSettings, topics: TopicSettings, at_least: int, timeout: float = 90) -> int:
+    deadline = time.monotonic() + timeout
+    while (offset := await stored_offset(kafka, topics)) < at_least:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"offset {offset} did not reach {at_least} in {timeout:g} s")
+        await asyncio.sleep(0.2)
+    return offset
+
+
+async def assert_exactly_once(kafka: KafkaSettings, topics: TopicSettings, expected: set[int]) -> None:
+    published = await read_published(kafka, topics)
+    ids = published.all_ids()
+    duplicates = len(ids) - len(set(ids))
+    missing = expected - set(ids)
+    assert duplicates == 0, f"{duplicates} IDs published twice"
+    assert not missing, f"{len(missing)} IDs missing, e.g. {sorted(missing)[:5]}"
+    assert published.last_state()["last_id"] == max(expected)
+
+
+async def test_kill_9_in_the_middle_of_pages_leaves_no_duplicate_and_no_gap(
+    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
+) -> None:
+    seed = random.randrange(1 << 30)
+    print(f"kill -9 seed: {seed}")  # replays the same kill moments
+    rng = random.Random(seed)
+    config = SimulatorConfig(password=PASSWORD, records=12_000, page_size=1500, invalid_rate=0.01, latency_ms=20)
+    async with FeedSimulator(config) as sim:
+        path = write_config(tmp_path / "c.toml", settings_for(sim, kafka, topics, max_rows_per_transaction=150))
+        log = tmp_path / "connector.log"
+        kills = 0
+        for _ in range(3):
+            process = start_process("run", "--config", str(path), log=log)
+            offset = await wait_offset(kafka, topics, 1)
+            if offset >= sim.max_id:
+                stop_process(process)
+                break
+            await asyncio.sleep(rng.uniform(0.0, 0.4))  # lands inside a transaction most of the time
+            process.kill()
+            process.wait(10)
+            kills += 1
+        assert kills >= 2, "the feed was caught up before the process could be killed"
+        process = start_process("run", "--config", str(path), log=log)
+        await wait_offset(kafka, topics, sim.max_id)
+        assert stop_process(process) == 0
+        expected = set(sim.ids())
+    await assert_exactly_once(kafka, topics, expected)
+
+
+async def test_sigterm_during_catch_up_exits_0_promptly_and_loses_nothing(
+    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
+) -> None:
+    config = SimulatorConfig(password=PASSWORD, records=8000, page_size=2000, latency_ms=10)
+    async with FeedSimulator(config) as sim:
+        path = write_config(tmp_path / "c.toml", settings_for(sim, kafka, topics, max_rows_per_transaction=200))
+        log = tmp_path / "connector.log"
+        process = start_process("run", "--config", str(path), log=log)
+        offset = await wait_offset(kafka, topics, 1)
+        assert offset < sim.max_id
+        started = time.monotonic()
+        assert stop_process(process, signal.SIGTERM, timeout=10) == 0, log.read_text()[-2000:]
+        assert time.monotonic() - started < 10
+        assert "connector stopped" in log.read_text()
+        process = start_process("run", "--config", str(path), log=log)
+        await wait_offset(kafka, topics, sim.max_id)
+        assert stop_process(process) == 0
+        expected = set(sim.ids())
+    await assert_exactly_once(kafka, topics, expected)
+
+
+async def test_a_second_instance_fences_the_first_and_output_stays_exactly_once(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    config = SimulatorConfig(password=PASSWORD, records=6000, page_size=1000, latency_ms=30)
+    async with FeedSimulator(config) as sim:
+        settings = settings_for(sim, kafka, topics, max_rows_per_transaction=100)
+        first = Connector(settings)
+        await first.start()
+        await wait_for(lambda: (first.pollers[0].last_id or 0) > 0, 60, "the first instance to commit")
+        second = Connector(settings)
+        await second.start()
+        # A fenced instance learns it at its next commit, so give both new rows to commit.
+        sim.add_records(3000)
+        with pytest.raises(ConnectorError, match="another instance took over"):
+            await asyncio.wait_for(first.wait(), 60)
+        await first.stop()
+        await wait_for(lambda: second.pollers[0].last_id == sim.max_id, 120, "the second instance to catch up")
+        await second.stop()
+        expected = set(sim.ids())
+    await assert_exactly_once(kafka, topics, expected)
+
+
+async def test_state_set_and_show_and_refusal_while_running(
+    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
+) -> None:
+    async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=300, page_size=100)) as sim:
+        settings = settings_for(sim, kafka, topics)
+        path = write_config(tmp_path / "c.toml", settings)
+        env_run = [sys.executable, "-m", "cdr_stream.cli"]
+        env = {"CDR_TEST_FEED_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
+
+        running = Connector(settings)
+        await running.start()
+        await wait_for(lambda: running.pollers[0].last_id == sim.max_id, 60, "catch-up")
+        refused = await asyncio.to_thread(
+            subprocess.run,
+            [*env_run, "state", "set", "--config", str(path), "--feed", FEED, "--last-id", "7"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert refused.returncode == 1, refused.stderr
+        assert "refused" in refused.stderr and "running" in refused.stderr
+        await running.stop()
+        assert (await read_offsets(kafka, topics.state))[FEED].last_id == sim.max_id
+
+        async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            # A stopped member leaves the group at once; retry briefly while the broker catches up.
+            for _ in range(30):
+                done = await asyncio.to_thread(
+                    subprocess.run,
+                    [*env_run, "state", *args, "--config", str(path)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=60,
+                )
+                if done.returncode == 0 or "refused" not in done.stderr:
+                    return done
+                await asyncio.sleep(1)
+            return done
+
+        changed = await cli("set", "--feed", FEED, "--last-id", "120")
+        assert changed.returncode == 0, changed.stderr
+        assert f"{sim.max_id} -> 120" in changed.stdout
+        shown = await cli("show")
+        assert shown.returncode == 0, shown.stderr
+        assert FEED in shown.stdout and " 120 " in shown.stdout
+        assert (await read_offsets(kafka, topics.state))[FEED].last_id == 120
