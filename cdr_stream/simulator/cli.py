@@ -100,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly."""
     password = os.environ.get(args.password_env)
     if not password:
-        log.warning(
-            "%s is not set: using the built-in demo password; never expose this simulator", args.password_env
-        )
+        log.warning("%s is not set: using the built-in demo password; never expose this simulator", args.password_env)
         password = DEMO_PASSWORD
     return asyncio.run(_serve(config_from_args(args, password)))
 

@@ -361,9 +361,7 @@ class FeedSimulator:
 
     def _draw_plan(self) -> _Plan:
         draw = self._fault_rng.random
-        return _Plan(
-            draw(), draw(), draw(), draw(), draw(), draw(), random.Random(self._fault_rng.getrandbits(64))
-        )
+        return _Plan(draw(), draw(), draw(), draw(), draw(), draw(), random.Random(self._fault_rng.getrandbits(64)))
 
     async def _answer_ids(self, query: FeedQuery, plan: _Plan) -> tuple[Sequence[int], str | None]:
         """The IDs of one answer in order, and which row-level fault shaped them, if any."""

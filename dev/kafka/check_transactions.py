@@ -61,9 +61,7 @@ async def send_all(producer: AIOKafkaProducer, topic: str, batch: Iterable[tuple
 async def read_to_end(bootstrap: str, topic: str, isolation_level: str) -> tuple[list[bytes], dict[int, int]]:
     """Read every partition from the beginning up to its end offset (for read_committed: the
     last stable offset). Returns the values seen and the end offsets."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level=isolation_level, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation_level, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]

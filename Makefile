@@ -1,0 +1,52 @@
+# cdr-stream developer entry points. Everything installs itself: a virtualenv, the packages, the Kafka jars.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint typecheck test test-unit demo kafka-up kafka-down bench clean
+
+help:
+	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
+	@echo "make test       lint, type check and the whole test suite (starts the broker if needed)"
+	@echo "make test-unit  the tests that need no broker"
+	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
+	@echo "make kafka-up / kafka-down   the local Kafka broker"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: lint typecheck
+	dev/kafka/broker fetch
+	$(BIN)/pytest
+
+test-unit: venv
+	$(BIN)/pytest -m "not kafka"
+
+demo: venv
+	$(BIN)/python dev/demo.py
+
+bench: venv
+	$(BIN)/python dev/bench/catchup.py
+
+kafka-up: venv
+	dev/kafka/broker start
+
+kafka-down:
+	dev/kafka/broker stop
+
+clean:
+	dev/kafka/broker stop || true
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

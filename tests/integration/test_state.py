@@ -1,0 +1,86 @@
+"""Reading the state topic to its end, whatever its last offsets hold (aiokafka issue #911)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.kafka_clients import admin_client, connection_options
+from cdr_stream.readback import partitions_of
+from cdr_stream.records import ProcessedChunk
+from cdr_stream.state import StoredOffset, read_offsets
+from cdr_stream.topics import ensure_topics
+from cdr_stream.writer import TransactionalWriter
+
+pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
+
+
+async def prepare(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        await ensure_topics(admin, topics)
+    finally:
+        await admin.close()
+
+
+async def commit_offset(kafka: KafkaSettings, topics: TopicSettings, feed: str, last_id: int) -> None:
+    writer = TransactionalWriter(kafka, topics, feed)
+    await writer.start()
+    try:
+        await writer.commit(ProcessedChunk(), last_id)
+    finally:
+        await writer.stop()
+
+
+async def end_offset(kafka: KafkaSettings, topic: str) -> int:
+    from cdr_stream.kafka_clients import committed_reader
+
+    consumer = committed_reader(kafka)
+    await consumer.start()
+    try:
+        tps = await partitions_of(kafka, [topic])
+        ends = await consumer.end_offsets(tps)
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+async def test_a_state_topic_ending_in_a_commit_marker_is_read_to_its_end(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    await prepare(kafka, topics)
+    await commit_offset(kafka, topics, "a", 10)
+    await commit_offset(kafka, topics, "a", 25)
+    await commit_offset(kafka, topics, "b", 7)
+    # Three transactions of one record each: every record is followed by its commit marker.
+    assert await end_offset(kafka, topics.state) == 6
+    started = time.monotonic()
+    offsets = await read_offsets(kafka, topics.state, timeout=20)
+    assert {feed: stored.last_id for feed, stored in offsets.items()} == {"a": 25, "b": 7}
+    assert time.monotonic() - started < 10, "reading to the end must not wait for a record that never comes"
+
+
+async def test_an_aborted_tail_and_an_open_transaction_are_not_read(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    await prepare(kafka, topics)
+    await commit_offset(kafka, topics, "a", 10)
+    producer = AIOKafkaProducer(transactional_id="test-state-aborter", **connection_options(kafka))
+    await producer.start()
+    try:
+        for _ in range(3):  # several aborted transactions in a row end the topic
+            await producer.begin_transaction()
+            await producer.send_and_wait(topics.state, StoredOffset("a", 999).encode(), key=b"a")
+            await producer.abort_transaction()
+        assert (await read_offsets(kafka, topics.state, timeout=20))["a"].last_id == 10
+        await producer.begin_transaction()  # left open while the state is read
+        await producer.send_and_wait(topics.state, StoredOffset("a", 555).encode(), key=b"a")
+        assert (await read_offsets(kafka, topics.state, timeout=20))["a"].last_id == 10
+        await producer.commit_transaction()
+        assert (await read_offsets(kafka, topics.state, timeout=20))["a"].last_id == 555
+    finally:
+        await producer.stop()
