@@ -157,3 +157,20 @@ async def test_an_existing_state_topic_without_compaction_is_refused(
         with pytest.raises((TopicSetupError, ConnectorError), match="compact"):
             await connector.start()
         await connector.stop()
+
+
+async def test_a_wrong_password_stops_the_connector_with_a_clear_error(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    from cdr_stream.connector import ConnectorError
+
+    async with FeedSimulator(SimulatorConfig(password="the-right-one", records=10)) as sim:
+        connector = Connector(settings_for(sim, kafka, topics, password="Wrong-Password-42"))
+        await connector.start()
+        with pytest.raises(ConnectorError) as caught:
+            await connector.wait()
+        await connector.stop()
+        asked = len(sim.requests)
+    assert "refused login" in str(caught.value)
+    assert "Wrong-Password-42" not in str(caught.value)
+    assert asked == 1, "a refused login must not be retried"
