@@ -268,6 +268,9 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 
 def _field_hint(loc: tuple[int | str, ...]) -> str | None:
+    """The description of the setting at `loc`; none for a whole table (a list index ends the path)."""
+    if not loc or isinstance(loc[-1], int):
+        return None
     model: Any = Settings
     hint = None
     for part in loc:

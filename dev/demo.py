@@ -51,11 +51,12 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 
 
 def main() -> int:
+    # The simulator and the connector share the demo's made-up feed password.
+    os.environ.setdefault("CDR_SIM_PASSWORD", "demo-secret")
+    env = dict(os.environ)
     say("starting the Kafka broker (dev/kafka/broker start)")
     subprocess.run([str(ROOT / "dev" / "kafka" / "broker"), "start"], check=True)
     asyncio.run(reset_topics())
-    env = dict(os.environ)
-    env.setdefault("CDR_SIM_PASSWORD", "demo-secret")
 
     say(f"starting the simulated billing feed on port {SIMULATOR_PORT}: 5,000 CDRs, then 20 new ones a second")
     simulator_log = (ROOT / ".cache" / "demo-simulator.log").open("w")

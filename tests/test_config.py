@@ -131,3 +131,9 @@ def test_the_readme_documents_every_setting() -> None:
     for model in (Settings, FeedSettings, KafkaSettings, TopicSettings):
         for name in model.model_fields:
             assert f"`{name}`" in readme, f"README.md does not document the setting {name!r}"
+
+
+def test_a_problem_with_a_whole_feed_gets_no_misleading_hint() -> None:
+    message = error_of(minimal(password_env="CDR_STREAM_TEST_SURELY_UNSET"))
+    assert "feeds[0]: password_env names the environment variable" in message
+    assert "at least one [[feeds]] table" not in message
