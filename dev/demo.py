@@ -51,9 +51,8 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 
 
 def main() -> int:
-    # The simulator and the connector share the demo's made-up feed password.
-    os.environ.setdefault("CDR_SIM_PASSWORD", "demo-secret")
-    env = dict(os.environ)
+    # The simulator's password must match the one in dev/demo.toml.
+    env = dict(os.environ, CDR_SIM_PASSWORD=load_settings(CONFIG).feeds[0].secret)
     say("starting the Kafka broker (dev/kafka/broker start)")
     subprocess.run([str(ROOT / "dev" / "kafka" / "broker"), "start"], check=True)
     asyncio.run(reset_topics())
