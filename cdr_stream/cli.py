@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from cdr_stream import __version__
 from cdr_stream.config import ConfigError, Settings, load_settings
 from cdr_stream.connector import Connector
@@ -18,6 +20,7 @@ from cdr_stream.logs import configure_logging
 from cdr_stream.presence import SESSION_TIMEOUT_MS, presence_group, running_members
 from cdr_stream.records import ProcessedChunk
 from cdr_stream.state import StateReadError, read_offsets
+from cdr_stream.topics import TopicSetupError, prepare_topics
 from cdr_stream.writer import TransactionalWriter, WriteError, WriterFenced
 
 log = logging.getLogger("cdr_stream")
@@ -92,13 +95,9 @@ async def run_connector(settings: Settings) -> int:
     try:
         await connector.start()
         await connector.wait()
-    except WriterFenced as exc:
-        log.error("stopping: %s", exc)
-        return EXIT_FENCED
     except Exception as exc:
-        cause = exc.__cause__ or exc
         log.error("stopping: %s", exc)
-        return EXIT_FENCED if isinstance(cause, WriterFenced) else EXIT_FAILED
+        return EXIT_FENCED if isinstance(exc.__cause__, WriterFenced) else EXIT_FAILED
     finally:
         await connector.stop()
     return EXIT_OK
@@ -145,11 +144,12 @@ async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
     # cannot overwrite the new offset with an older one.
     writer = TransactionalWriter(settings.kafka, settings.topics, feed_name)
     try:
+        await prepare_topics(settings.kafka, settings.topics)
         await writer.start()
         before = (await read_offsets(settings.kafka, settings.topics.state)).get(feed_name)
         await writer.commit(ProcessedChunk(), last_id)
-    except (WriteError, StateReadError) as exc:
-        log.error("the offset was not changed: %s", exc)
+    except (WriteError, StateReadError, TopicSetupError, KafkaError, TimeoutError) as exc:
+        log.error("the offset was not changed: %s: %s", type(exc).__name__, exc)
         return EXIT_FAILED
     finally:
         await writer.stop()

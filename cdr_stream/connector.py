@@ -20,12 +20,11 @@ from aiokafka.errors import KafkaError
 from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
-from cdr_stream.kafka_clients import admin_client
 from cdr_stream.poller import FeedPoller, PollObserver
 from cdr_stream.presence import FeedPresence
 from cdr_stream.progress import ProgressLog
 from cdr_stream.state import read_offsets
-from cdr_stream.topics import ensure_topics
+from cdr_stream.topics import prepare_topics
 from cdr_stream.writer import TransactionalWriter
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class Connector:
 
     async def start(self) -> None:
         """Prepare the topics (retrying while Kafka is unreachable) and start one task per feed."""
-        await self._retry_until_ready(self._prepare_topics, "topic setup")
+        await self._retry_until_ready(lambda: prepare_topics(self.settings.kafka, self.settings.topics), "topic setup")
         for feed in self.settings.feeds:
             presence = FeedPresence(self.settings.kafka, self.settings.topics.state, feed.name)
             await self._retry_until_ready(presence.start, f"presence of feed {feed.name}")
@@ -69,14 +68,6 @@ class Connector:
             task.add_done_callback(self._on_task_done)
             self._tasks.append(task)
         log.info("connector started with %d feed(s)", len(self.pollers))
-
-    async def _prepare_topics(self) -> None:
-        admin = admin_client(self.settings.kafka)
-        try:
-            await admin.start()
-            await ensure_topics(admin, self.settings.topics)
-        finally:
-            await admin.close()
 
     async def _retry_until_ready(self, step: Callable[[], Awaitable[None]], what: str) -> None:
         failures = 0

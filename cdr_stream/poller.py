@@ -77,7 +77,6 @@ class FeedPoller:
         self.observer = observer
         self.processor = processor or RecordProcessor(settings.name)
         self.last_id: int | None = None
-        self.in_transaction = False
 
     @property
     def feed(self) -> str:
@@ -151,11 +150,7 @@ class FeedPoller:
                 self._report(chunk, new_last, 0.0)
             return
         started = time.monotonic()
-        self.in_transaction = True
-        try:
-            await self.writer.commit(chunk, new_last)
-        finally:
-            self.in_transaction = False
+        await self.writer.commit(chunk, new_last)
         self._report(chunk, new_last, time.monotonic() - started)
         self.last_id = new_last
 

@@ -9,13 +9,24 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from cdr_stream.config import TopicSettings
+from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.kafka_clients import admin_client
 
 log = logging.getLogger(__name__)
 
 
 class TopicSetupError(Exception):
     """A topic is missing or misconfigured in a way the connector must not work around."""
+
+
+async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    """Create what is missing and check the state topic, with a short-lived admin client."""
+    admin = admin_client(kafka)
+    try:
+        await admin.start()
+        await ensure_topics(admin, topics)
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> None:

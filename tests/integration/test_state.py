@@ -8,23 +8,18 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.kafka_clients import admin_client, connection_options
+from cdr_stream.kafka_clients import connection_options
 from cdr_stream.readback import partitions_of
 from cdr_stream.records import ProcessedChunk
 from cdr_stream.state import StoredOffset, read_offsets
-from cdr_stream.topics import ensure_topics
+from cdr_stream.topics import prepare_topics
 from cdr_stream.writer import TransactionalWriter
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
 
 
 async def prepare(kafka: KafkaSettings, topics: TopicSettings) -> None:
-    admin = admin_client(kafka)
-    await admin.start()
-    try:
-        await ensure_topics(admin, topics)
-    finally:
-        await admin.close()
+    await prepare_topics(kafka, topics)
 
 
 async def commit_offset(kafka: KafkaSettings, topics: TopicSettings, feed: str, last_id: int) -> None:
@@ -84,3 +79,19 @@ async def test_an_aborted_tail_and_an_open_transaction_are_not_read(
         assert (await read_offsets(kafka, topics.state, timeout=20))["a"].last_id == 555
     finally:
         await producer.stop()
+
+
+async def test_state_set_works_before_the_connector_ever_ran(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    from cdr_stream.cli import EXIT_OK, set_state
+    from cdr_stream.config import parse_settings
+
+    settings = parse_settings(
+        {
+            "feeds": [{"name": "fresh", "url": "http://127.0.0.1:9/f", "login": "l", "password": "p"}],
+            "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
+            "topics": topics.model_dump(),
+        },
+        {},
+    )
+    assert await set_state(settings, "fresh", 41) == EXIT_OK
+    assert (await read_offsets(kafka, topics.state))["fresh"].last_id == 41
