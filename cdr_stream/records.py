@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import jsonschema_rs
 import orjson
@@ -51,9 +51,8 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One normalized row, ready to publish."""
+class Event(NamedTuple):
+    """One normalized row, ready to publish. A tuple: one is built per row, so it must be cheap."""
 
     id: int
     key: bytes
@@ -125,6 +124,12 @@ class RowValidator:
         return "/".join(schema_path)
 
 
+def dumps(value: Any) -> bytes:
+    """JSON bytes of exactly their size. orjson's result keeps a buffer of about 4 KiB whatever the
+    length; thousands of events held for one transaction would pin (and page-fault) that much each."""
+    return bytes(memoryview(orjson.dumps(value, default=str)))
+
+
 def _short(value: Any, limit: int = 60) -> str:
     text = orjson.dumps(value, default=str).decode()
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -175,10 +180,6 @@ def _decimal_text(value: Any) -> str:
     return text
 
 
-def _money(value: Any) -> str:
-    return _decimal_text(value)
-
-
 def _offset_hours(value: Any) -> int | float | None:
     if value is None or value == "":
         return None
@@ -211,26 +212,33 @@ def rfc3339(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def utc_moment_and_text(value: str) -> tuple[datetime, str]:
+    """The moment, and its RFC 3339 text; the common "YYYY-MM-DD HH:MM:SS" form skips re-formatting."""
+    moment = parse_utc(value)
+    if len(value) == 19 and value[10] == " ":
+        return moment, f"{value[:10]}T{value[11:]}Z"
+    return moment, rfc3339(moment)
+
+
 # Fields that need more than "text or None"; UTCDateTime is handled on its own (it gives the timestamp).
 _CONVERTERS: Final[dict[str, Converter]] = {
-    "ID": int,
     "Direction": _lower_text,
     "BillDate": _date,
     "Date": _date,
     "Time": _time,
     "UTCOffset": _offset_hours,
-    "Seconds": _integer,
-    "NetworkSeconds": _integer,
-    "ConnectSeconds": _integer,
-    "FreeUnitsUsed": _integer,
-    "Charge": _money,
-    "ChargeExcl": _money,
+    "Charge": _decimal_text,
+    "ChargeExcl": _decimal_text,
 }
+_INTEGER_FIELDS: Final = tuple(
+    (name, FEED_TO_EVENT[name]) for name in ("Seconds", "NetworkSeconds", "ConnectSeconds", "FreeUnitsUsed")
+)
 _CONVERTED_FIELDS: Final = tuple((name, FEED_TO_EVENT[name], conv) for name, conv in _CONVERTERS.items())
+# ID comes from usable_id(); UTCDateTime gives the timestamp too.
 _TEXT_FIELDS: Final = tuple(
     (name, event_name)
     for name, event_name in FEED_TO_EVENT.items()
-    if name not in _CONVERTERS and name != "UTCDateTime"
+    if name not in _CONVERTERS and name not in dict(_INTEGER_FIELDS) and name not in ("ID", "UTCDateTime")
 )
 _KNOWN_FIELDS: Final = frozenset(FEED_TO_EVENT)
 # Copying a template keeps the published keys in contract order whatever order they are filled in.
@@ -294,36 +302,37 @@ class RecordProcessor:
         rejection = self._validator.check(row)
         if rejection is not None:
             return rejection
-        if not _text(row.get("AParty")) and not _text(row.get("BParty")):
-            return Rejection(
-                RULE_POINTER_ROW,
-                None,
-                "pointer row: no AParty and no BParty; it only marks where data continues",
-            )
         event = _EVENT_TEMPLATE.copy()
         event["schema_version"] = EVENT_SCHEMA_VERSION
         event["feed"] = self.feed
+        event["id"] = row_id
         get = row.get
+        # Inline fast paths: nearly every text field arrives as a str, every count as an int.
         for feed_name, event_name in _TEXT_FIELDS:
             value = get(feed_name)
-            # Inline fast path: nearly every text field arrives as a str.
             event[event_name] = (value.strip() or None) if value.__class__ is str else _text(value)
+        if event["a_party"] is None and event["b_party"] is None:
+            return Rejection(
+                RULE_POINTER_ROW, None, "pointer row: no AParty and no BParty; it only marks where data continues"
+            )
         feed_name = ""
         try:
+            for feed_name, event_name in _INTEGER_FIELDS:
+                value = get(feed_name)
+                event[event_name] = value if value.__class__ is int else _integer(value)
             for feed_name, event_name, convert in _CONVERTED_FIELDS:
                 event[event_name] = convert(get(feed_name))
             feed_name = "UTCDateTime"
-            moment = parse_utc(row["UTCDateTime"])
+            moment, event["utc_datetime"] = utc_moment_and_text(row["UTCDateTime"])
         except (ValueError, TypeError, OverflowError) as exc:
             return Rejection(RULE_INVALID_VALUE, feed_name, f"{feed_name}: {_short(get(feed_name))}: {exc}")
-        event["utc_datetime"] = rfc3339(moment)
         if not row.keys() <= _KNOWN_FIELDS:
             event["extra"] = {name: _text(value) for name, value in row.items() if name not in _KNOWN_FIELDS}
         return Event(
             id=row_id,
             key=event["account_code"].encode(),
             timestamp_ms=int(moment.timestamp() * 1000),
-            value=orjson.dumps(event),
+            value=dumps(event),
         )
 
     def _reject_unkeyed(self, row: Any) -> Rejection:
@@ -348,7 +357,7 @@ class RecordProcessor:
         return DeadLetter(
             id=row_id,
             key=account.encode() if account else None,
-            value=orjson.dumps(value, default=str),
+            value=dumps(value),
             rule=rejection.rule,
         )
 

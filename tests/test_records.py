@@ -166,3 +166,14 @@ def test_dead_letter_keeps_the_raw_row_as_sent() -> None:
     row = feed_row(3, Seconds="12x", Note="caf\u00e9")
     (letter,) = dead_letters_of([row])
     assert letter["raw"] == json.loads(json.dumps(row))
+
+
+def test_held_events_cost_about_their_size_in_memory() -> None:
+    from tests.memory import rss_kib
+
+    rows = [feed_row(i, TextDesc2="x" * 300) for i in range(1, 20_001)]
+    processor = RecordProcessor("f")
+    before = rss_kib()
+    chunk = processor.process_chunk(rows, 0)
+    # An event is ~900 bytes; orjson's own result would hold ~4 KiB each.
+    assert (rss_kib() - before) / len(chunk.events) < 2

@@ -3,16 +3,13 @@ from __future__ import annotations
 import csv
 import io
 from decimal import Decimal
-from pathlib import Path
 
 import orjson
-import pytest
 
 from cdr_stream.fields import FEED_FIELDS
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.formats import RowCache, framing, json_row
-
-STATUS = Path("/proc/self/status")
+from tests.memory import rss_kib
 
 
 def test_json_money_keeps_its_decimal_digits() -> None:
@@ -33,12 +30,6 @@ def test_text_rows_carry_every_column_even_when_a_field_is_missing() -> None:
     assert orjson.loads(framing("json").empty) == []
 
 
-def rss_kib() -> int:
-    line = next(line for line in STATUS.read_text().splitlines() if line.startswith("VmRSS:"))
-    return int(line.split()[1])
-
-
-@pytest.mark.skipif(not STATUS.exists(), reason="reads resident memory from /proc")
 def test_cached_rows_cost_about_their_size_in_memory() -> None:
     cache = RowCache(FeedGenerator(GeneratorConfig(span_records=20_000)), "number")
     before = rss_kib()
