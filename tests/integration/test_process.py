@@ -57,6 +57,16 @@ async def assert_exactly_once(kafka: KafkaSettings, topics: TopicSettings, expec
     assert published.last_state()["last_id"] == max(expected)
 
 
+async def finish_and_check(
+    kafka: KafkaSettings, topics: TopicSettings, sim: FeedSimulator, config: Path, log: Path
+) -> None:
+    """Run the connector process to the end of the feed, stop it cleanly, and check the output."""
+    process = start_process("run", "--config", str(config), log=log)
+    await wait_offset(kafka, topics, sim.max_id)
+    assert stop_process(process) == 0, log.read_text()[-2000:]
+    await assert_exactly_once(kafka, topics, set(sim.ids()))
+
+
 async def test_kill_9_in_the_middle_of_pages_leaves_no_duplicate_and_no_gap(
     kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
 ) -> None:
@@ -79,11 +89,7 @@ async def test_kill_9_in_the_middle_of_pages_leaves_no_duplicate_and_no_gap(
             process.wait(10)
             kills += 1
         assert kills >= 2, "the feed was caught up before the process could be killed"
-        process = start_process("run", "--config", str(path), log=log)
-        await wait_offset(kafka, topics, sim.max_id)
-        assert stop_process(process) == 0
-        expected = set(sim.ids())
-    await assert_exactly_once(kafka, topics, expected)
+        await finish_and_check(kafka, topics, sim, path, log)
 
 
 async def test_sigterm_during_catch_up_exits_0_promptly_and_loses_nothing(
@@ -100,11 +106,7 @@ async def test_sigterm_during_catch_up_exits_0_promptly_and_loses_nothing(
         assert stop_process(process, signal.SIGTERM, timeout=10) == 0, log.read_text()[-2000:]
         assert time.monotonic() - started < 10
         assert "connector stopped" in log.read_text()
-        process = start_process("run", "--config", str(path), log=log)
-        await wait_offset(kafka, topics, sim.max_id)
-        assert stop_process(process) == 0
-        expected = set(sim.ids())
-    await assert_exactly_once(kafka, topics, expected)
+        await finish_and_check(kafka, topics, sim, path, log)
 
 
 async def test_a_second_instance_fences_the_first_and_output_stays_exactly_once(
