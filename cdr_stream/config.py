@@ -179,6 +179,11 @@ class TopicSettings(_Model):
     create: bool = Field(default=True, description="create missing topics at start")
     events_partitions: int = Field(default=6, ge=1, description="partitions of a created events topic")
     dead_letter_partitions: int = Field(default=1, ge=1, description="partitions of a created dead-letter topic")
+    retention_ms: int = Field(
+        default=-1,
+        ge=-1,
+        description="time retention of created events and dead-letter topics (ms); -1 keeps them by time for ever",
+    )
     replication_factor: int | None = Field(
         default=None,
         ge=1,

@@ -7,6 +7,7 @@ since the beginning of time stays within bounded memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
@@ -15,9 +16,9 @@ import orjson
 
 Read = Callable[[int], Awaitable[bytes]]
 
-DEFAULT_BUFFER_LIMIT: Final = 32 * 1024 * 1024
+DEFAULT_BUFFER_LIMIT: Final = 8 * 1024 * 1024
 _READ_SIZE: Final = 256 * 1024
-_WHITESPACE: Final = b" \t\r\n"
+_FIRST_NON_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 
 
 class AnswerFormatError(Exception):
@@ -36,19 +37,28 @@ def describe_body(body: bytes, limit: int = 80) -> str:
 
 
 class _PrefixedReader:
-    """Replays bytes already read, then continues from the stream (what ijson's async API reads from)."""
+    """Replays the bytes already read, then continues from the stream (what ijson's async API reads from).
 
-    def __init__(self, prefix: bytes, read: Read) -> None:
-        self._prefix = prefix
+    The prefix is handed out in slices and dropped as soon as it is used up, so the large first buffer
+    does not stay alive for the rest of a streamed answer.
+    """
+
+    def __init__(self, prefix: bytearray, read: Read) -> None:
+        self._prefix: bytearray | None = prefix
+        self._position = 0
         self._read = read
 
     async def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""  # ijson probes the type with read(0); the prefix must survive it
-        if self._prefix:
-            chunk, self._prefix = self._prefix, b""
-            return chunk
-        return await self._read(_READ_SIZE if size is None or size < 0 else size)
+        size = _READ_SIZE if size is None or size < 0 else size
+        if self._prefix is not None:
+            piece = bytes(self._prefix[self._position : self._position + size])
+            self._position += len(piece)
+            if self._position >= len(self._prefix):
+                self._prefix = None
+            return piece
+        return await self._read(size)
 
 
 async def json_row_chunks(
@@ -63,27 +73,30 @@ async def json_row_chunks(
             at_end = True
             break
         buffer += piece
-    body = bytes(buffer)
-    del buffer
-    start = body.lstrip(_WHITESPACE)[:1]
-    if at_end and not start:
+    first = _FIRST_NON_SPACE.search(buffer)
+    if at_end and first is None:
         return
-    if start != b"[":
-        raise AnswerFormatError("not_json_array", f"the answer does not start with '[': {describe_body(body.lstrip())}")
+    if first is None or first.group() != b"[":
+        start = first.start() if first else 0
+        raise AnswerFormatError(
+            "not_json_array", f"the answer does not start with '[': {describe_body(bytes(buffer[start : start + 100]))}"
+        )
 
     if at_end:
         try:
-            rows = orjson.loads(body)
+            rows = orjson.loads(buffer)
         except orjson.JSONDecodeError as exc:
-            raise AnswerFormatError("invalid_json", f"{exc} (body of {len(body)} bytes)") from None
-        del body
+            raise AnswerFormatError("invalid_json", f"{exc} (body of {len(buffer)} bytes)") from None
+        del buffer
         for begin in range(0, len(rows), chunk_rows):
             yield rows[begin : begin + chunk_rows]
         return
 
+    reader = _PrefixedReader(buffer, read)
+    del buffer  # the reader owns it now, and lets go of it once ijson has consumed it
     chunk: list[Any] = []
     try:
-        async for row in ijson.items_async(_PrefixedReader(body, read), "item", use_float=True):
+        async for row in ijson.items_async(reader, "item", use_float=True):
             chunk.append(row)
             if len(chunk) >= chunk_rows:
                 yield chunk

@@ -1,4 +1,11 @@
-"""Create the connector's topics if missing, and refuse a state topic that is not compacted."""
+"""Create the connector's topics if missing, refuse a state topic that is not compacted, and warn when
+the events topic's retention would delete old CDRs.
+
+Events carry the call's time as their Kafka timestamp, and Kafka's time retention goes by record
+timestamps: on a topic with retention.ms of 30 days, a catch-up of 40-day-old CDRs is deleted at the
+broker's next retention check, minutes after it was committed. Topics the connector creates therefore
+keep records by time forever unless `topics.retention_ms` says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +39,10 @@ async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:
 async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> None:
     existing = set(await admin.list_topics())
     replication = topics.replication_factor or min(3, len((await admin.describe_cluster())["brokers"]))
+    retention = {"retention.ms": str(topics.retention_ms)}
     wanted = [
-        NewTopic(topics.events, topics.events_partitions, replication),
-        NewTopic(topics.dead_letter, topics.dead_letter_partitions, replication),
+        NewTopic(topics.events, topics.events_partitions, replication, topic_configs=retention),
+        NewTopic(topics.dead_letter, topics.dead_letter_partitions, replication, topic_configs=retention),
         # One partition: a handful of keys, and one place to read them from.
         NewTopic(topics.state, 1, replication, topic_configs={"cleanup.policy": "compact"}),
     ]
@@ -54,6 +62,7 @@ async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> No
     if missing:
         await _wait_for_leaders(admin, [topic.name for topic in missing])
     await check_state_topic(admin, topics.state)
+    await warn_on_time_retention(admin, topics.events)
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
@@ -72,19 +81,41 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
         await asyncio.sleep(0.2)
 
 
+async def topic_config(admin: AIOKafkaAdminClient, name: str, keys: list[str]) -> dict[str, str | None]:
+    resource = ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(keys))
+    found: dict[str, str | None] = dict.fromkeys(keys)
+    for response in await admin.describe_configs([resource]):
+        for described in response.resources:
+            for entry in described[4]:  # (name, value, read_only, ...)
+                if entry[0] in found:
+                    found[entry[0]] = entry[1]
+    return found
+
+
 async def check_state_topic(admin: AIOKafkaAdminClient, name: str) -> None:
     """The offsets must survive retention: only compaction keeps the latest value per feed for ever."""
-    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})])
-    policy = None
-    for response in responses:
-        for resource in response.resources:
-            for entry in resource[4]:
-                if entry[0] == "cleanup.policy":
-                    policy = entry[1]
+    policy = (await topic_config(admin, name, ["cleanup.policy"]))["cleanup.policy"]
     # "compact,delete" is refused too: after retention.ms an idle feed's offset would be deleted.
     if policy is None or policy.replace(" ", "") != "compact":
         raise TopicSetupError(
             f"the state topic {name!r} has cleanup.policy={policy}; it must be compacted, or the stored "
             f"offsets expire and records are published again. Fix: kafka-configs --alter --entity-type "
             f"topics --entity-name {name} --add-config cleanup.policy=compact (or pick another topics.state)"
+        )
+
+
+async def warn_on_time_retention(admin: AIOKafkaAdminClient, name: str) -> None:
+    """A finite retention on call-time timestamps deletes CDRs older than it right after they are written."""
+    config = await topic_config(admin, name, ["retention.ms", "cleanup.policy", "message.timestamp.type"])
+    retention = int(config["retention.ms"] or -1)
+    deletes = "delete" in (config["cleanup.policy"] or "delete")
+    if retention >= 0 and deletes and config["message.timestamp.type"] != "LogAppendTime":
+        log.warning(
+            "the events topic %s deletes records older than %.1f days by their timestamp, which is the call's "
+            "time: CDRs older than that (a catch-up of old records) are deleted at the broker's next retention "
+            "check, right after they are committed. Set retention.ms=-1 (or a size limit) on the topic if "
+            "consumers may read that late",
+            name,
+            retention / 86_400_000,
+            extra={"topic": name, "retention_ms": retention},
         )

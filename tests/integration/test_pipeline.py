@@ -60,17 +60,39 @@ async def test_every_row_is_published_or_dead_lettered_exactly_once(
     assert (await read_offsets(kafka, topics.state))[FEED].last_id == max(expected)
 
 
-async def test_the_state_topic_is_created_compacted(kafka: KafkaSettings, topics: TopicSettings) -> None:
+async def test_created_topics_keep_old_calls_and_the_state_topic_is_compacted(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    from cdr_stream.topics import topic_config, check_state_topic
+
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=10)) as sim:
         await run_until_caught_up(settings_for(sim, kafka, topics), sim)
-    from cdr_stream.topics import check_state_topic
-
     admin = admin_client(kafka)
     await admin.start()
     try:
         await check_state_topic(admin, topics.state)  # raises unless cleanup.policy is exactly compact
+        # Events are stamped with the call's time: any time retention would delete a catch-up of old calls.
+        for name in (topics.events, topics.dead_letter):
+            assert (await topic_config(admin, name, ["retention.ms"]))["retention.ms"] == "-1"
     finally:
         await admin.close()
+
+
+async def test_an_events_topic_with_time_retention_draws_a_warning(
+    kafka: KafkaSettings, topics: TopicSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiokafka.admin import NewTopic
+
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topics.events, 1, 1, topic_configs={"retention.ms": "604800000"})])
+    finally:
+        await admin.close()
+    async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=10)) as sim:
+        await run_until_caught_up(settings_for(sim, kafka, topics), sim)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cdr_stream.topics" and r.levelname == "WARNING"]
+    assert any(topics.events in message and "7.0 days" in message for message in warnings), warnings
 
 
 async def test_a_restart_resumes_after_the_stored_offset_without_duplicates(
@@ -125,7 +147,7 @@ async def test_credentials_travel_only_in_post_bodies(kafka: KafkaSettings, topi
 
 
 async def test_one_huge_answer_is_streamed_and_committed_in_chunks(kafka: KafkaSettings, topics: TopicSettings) -> None:
-    # About 40 MB of JSON in one answer: above the 32 MiB buffer, so it takes the incremental parser.
+    # About 40 MB of JSON in one answer: above the 8 MiB buffer, so it takes the incremental parser.
     config = SimulatorConfig(password=PASSWORD, records=70_000, page_size=0, seed=5)
     async with FeedSimulator(config) as sim:
         settings = settings_for(sim, kafka, topics, max_rows_per_transaction=10_000)
