@@ -63,7 +63,7 @@ async def test_every_row_is_published_or_dead_lettered_exactly_once(
 async def test_created_topics_keep_old_calls_and_the_state_topic_is_compacted(
     kafka: KafkaSettings, topics: TopicSettings
 ) -> None:
-    from cdr_stream.topics import topic_config, check_state_topic
+    from cdr_stream.topics import check_state_topic, topic_config
 
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=10)) as sim:
         await run_until_caught_up(settings_for(sim, kafka, topics), sim)
