@@ -13,7 +13,7 @@ from cdr_stream.kafka_clients import admin_client
 from cdr_stream.records import HEADER_FEED, HEADER_SCHEMA_VERSION, parse_utc
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from cdr_stream.state import read_offsets
-from tests.integration.support import FEED, PASSWORD, read_published, run_until_caught_up, settings_for
+from tests.integration.support import FEED, PASSWORD, read_published, run_until_caught_up, settings_for, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
 
@@ -196,3 +196,62 @@ async def test_a_wrong_password_stops_the_connector_with_a_clear_error(
     assert "refused login" in str(caught.value)
     assert "Wrong-Password-42" not in str(caught.value)
     assert asked == 1, "a refused login must not be retried"
+
+
+async def test_feed_faults_are_retried_and_nothing_is_lost_or_duplicated(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    config = SimulatorConfig(
+        password=PASSWORD,
+        records=6000,
+        page_size=300,
+        seed=21,
+        error_5xx_rate=0.25,
+        rate_limit_rate=0.25,
+        retry_after_seconds=0,
+        truncate_rate=0.25,
+        html_error_rate=0.25,
+    )
+    async with FeedSimulator(config) as sim:
+        connector = await run_until_caught_up(settings_for(sim, kafka, topics), sim, timeout=180)
+        faults = {request.fault for request in sim.requests if request.fault}
+        expected = set(sim.ids())
+    assert {"error_5xx", "rate_limit", "html_error", "truncate"} <= faults, faults
+    assert connector.observer.totals[FEED].errors > 0  # type: ignore[attr-defined]
+    published = await read_published(kafka, topics)
+    ids = published.all_ids()
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected
+
+
+async def test_two_feeds_in_one_connector_keep_their_own_offsets(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    from cdr_stream.config import parse_settings
+
+    first_config = SimulatorConfig(password=PASSWORD, records=700, page_size=300, seed=1)
+    second_config = SimulatorConfig(password=PASSWORD, records=400, page_size=300, seed=2, first_id=5000)
+    async with FeedSimulator(first_config) as first, FeedSimulator(second_config) as second:
+        feeds = [
+            {"name": name, "url": sim.url, "login": "demo", "password": PASSWORD, "poll_interval_seconds": 0.2}
+            for name, sim in (("nz", first), ("uk", second))
+        ]
+        settings = parse_settings(
+            {"feeds": feeds, "kafka": {"bootstrap_servers": kafka.bootstrap_servers}, "topics": topics.model_dump()},
+            {},
+        )
+        connector = Connector(settings)
+        await connector.start()
+        try:
+            await wait_for(
+                lambda: [p.last_id for p in connector.pollers] == [first.max_id, second.max_id], 60, "both feeds"
+            )
+        finally:
+            await connector.stop()
+    offsets = await read_offsets(kafka, topics.state)
+    assert {feed: stored.last_id for feed, stored in offsets.items()} == {"nz": 700, "uk": 5399}
+    published = await read_published(kafka, topics)
+    by_feed: dict[str, set[int]] = defaultdict(set)
+    for record in published.events + published.dead_letters:
+        value = orjson.loads(record.value)
+        by_feed[value["feed"]].add(value["id"])
+    assert by_feed == {"nz": set(range(1, 701)), "uk": set(range(5000, 5400))}
+    assert {p.writer.transactional_id for p in connector.pollers} == {"cdr-stream-nz", "cdr-stream-uk"}
