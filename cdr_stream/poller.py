@@ -12,10 +12,10 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
@@ -132,12 +132,11 @@ class FeedPoller:
         rows_seen = 0
         chunks = self.client.row_chunks(from_id, chunk_rows=self.settings.max_rows_per_transaction)
         async with aclosing(chunks):
-            async for rows in chunks:
+            # A stop abandons the query between transactions: what was not committed is asked for again.
+            while (rows := await _next_unless_stopping(chunks, stopping)) is not None:
                 rows_seen += len(rows)
                 chunk = self.processor.process_chunk(rows, floor_id=self.last_id)
                 await self._commit(chunk)
-                if stopping.is_set():
-                    break  # the page in flight is committed; the rest is asked for after the restart
         advanced = self.last_id > from_id
         self.observer.poll_finished(self.feed, seconds=time.monotonic() - started, rows=rows_seen, advanced=advanced)
         return advanced
@@ -178,6 +177,27 @@ def _kafka_reason(exc: BaseException) -> str:
     if isinstance(exc, WriteError):
         return "commit_timeout" if isinstance(exc, CommitUncertain) else "commit_failed"
     return "kafka"
+
+
+async def _next_unless_stopping(chunks: AsyncIterator[list[Any]], stopping: asyncio.Event) -> list[Any] | None:
+    """The next chunk of the answer; None at its end, or as soon as a stop is requested."""
+    if stopping.is_set():
+        return None
+    fetch = asyncio.ensure_future(anext(chunks, None))
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        fetch.cancel()
+        raise
+    finally:
+        stop.cancel()
+    if fetch.done():
+        return fetch.result()
+    fetch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await fetch
+    return None
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:

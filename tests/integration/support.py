@@ -138,7 +138,8 @@ def start_process(*args: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+async def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+    """Signal the process and wait for its exit without blocking the loop (the simulator runs in it)."""
     if process.poll() is None:
         process.send_signal(signum)
-    return process.wait(timeout)
+    return await asyncio.to_thread(process.wait, timeout)

@@ -63,7 +63,7 @@ async def finish_and_check(
     """Run the connector process to the end of the feed, stop it cleanly, and check the output."""
     process = start_process("run", "--config", str(config), log=log)
     await wait_offset(kafka, topics, sim.max_id)
-    assert stop_process(process) == 0, log.read_text()[-2000:]
+    assert await stop_process(process) == 0, log.read_text()[-2000:]
     await assert_exactly_once(kafka, topics, set(sim.ids()))
 
 
@@ -82,11 +82,11 @@ async def test_kill_9_in_the_middle_of_pages_leaves_no_duplicate_and_no_gap(
             process = start_process("run", "--config", str(path), log=log)
             offset = await wait_offset(kafka, topics, 1)
             if offset >= sim.max_id:
-                stop_process(process)
+                await stop_process(process)
                 break
             await asyncio.sleep(rng.uniform(0.0, 0.4))  # lands inside a transaction most of the time
             process.kill()
-            process.wait(10)
+            await asyncio.to_thread(process.wait, 10)
             kills += 1
         assert kills >= 2, "the feed was caught up before the process could be killed"
         await finish_and_check(kafka, topics, sim, path, log)
@@ -103,7 +103,7 @@ async def test_sigterm_during_catch_up_exits_0_promptly_and_loses_nothing(
         offset = await wait_offset(kafka, topics, 1)
         assert offset < sim.max_id
         started = time.monotonic()
-        assert stop_process(process, signal.SIGTERM, timeout=10) == 0, log.read_text()[-2000:]
+        assert await stop_process(process, signal.SIGTERM, timeout=10) == 0, log.read_text()[-2000:]
         assert time.monotonic() - started < 10
         assert "connector stopped" in log.read_text()
         await finish_and_check(kafka, topics, sim, path, log)
@@ -179,3 +179,23 @@ async def test_state_set_and_show_and_refusal_while_running(
         assert shown.returncode == 0, shown.stderr
         assert FEED in shown.stdout and " 120 " in shown.stdout
         assert (await read_offsets(kafka, topics.state))[FEED].last_id == 120
+
+
+async def test_sigterm_while_the_feed_is_slow_to_answer_exits_at_once(
+    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
+) -> None:
+    from cdr_stream.presence import running_members
+
+    async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=100, latency_ms=60_000)) as sim:
+        path = write_config(tmp_path / "c.toml", settings_for(sim, kafka, topics))
+        log = tmp_path / "connector.log"
+        process = start_process("run", "--config", str(path), log=log)
+        deadline = time.monotonic() + 60
+        while not await running_members(kafka, FEED):
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # the first query is now waiting on the feed's answer
+        started = time.monotonic()
+        assert await stop_process(process, signal.SIGTERM, timeout=10) == 0, log.read_text()[-2000:]
+        assert time.monotonic() - started < 3, "a stop must not wait for a slow feed answer"
+    assert await stored_offset(kafka, topics) == 0
