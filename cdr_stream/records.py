@@ -108,7 +108,7 @@ class RowValidator:
         path = list(error.instance_path)
         schema_path = [str(p) for p in error.schema_path]
         if schema_path and schema_path[-1] == "required":
-            missing = str(error.message).split('"')[1] if '"' in str(error.message) else None
+            missing = str(error.kind.property)
             return Rejection(RULE_MISSING_FIELD, missing, f"{missing}: required field is missing")
         name = str(path[0]) if path else None
         expected = self._expected(schema_path)
