@@ -199,3 +199,48 @@ async def test_sigterm_while_the_feed_is_slow_to_answer_exits_at_once(
         assert await stop_process(process, signal.SIGTERM, timeout=10) == 0, log.read_text()[-2000:]
         assert time.monotonic() - started < 3, "a stop must not wait for a slow feed answer"
     assert await stored_offset(kafka, topics) == 0
+
+
+async def test_a_commit_that_hangs_times_out_rebuilds_the_producer_and_loses_nothing(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    import os
+
+    from cdr_stream.progress import ProgressLog
+    from tests.integration.conftest import BROKER
+
+    class Recorder(ProgressLog):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reasons: list[str] = []
+
+        def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+            self.reasons.append(reason)
+            super().poll_failed(feed, reason=reason, message=message, retry_in=retry_in, consecutive=consecutive)
+
+    pid_text = await asyncio.to_thread(
+        subprocess.run, [str(BROKER), "pid"], capture_output=True, text=True, check=True, timeout=30
+    )
+    broker_pid = int(pid_text.stdout.strip())
+    config = SimulatorConfig(password=PASSWORD, records=30_000, page_size=3000)
+    async with FeedSimulator(config) as sim:
+        settings = settings_for(sim, kafka, topics, max_rows_per_transaction=300)
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"commit_timeout_seconds": 1.0})}
+        )
+        recorder = Recorder()
+        connector = Connector(settings, observer=recorder)
+        await connector.start()
+        try:
+            await wait_for(lambda: (connector.pollers[0].last_id or 0) > 0, 60, "a first commit")
+            os.kill(broker_pid, signal.SIGSTOP)  # commits in flight now hang
+            try:
+                await asyncio.sleep(3)
+            finally:
+                os.kill(broker_pid, signal.SIGCONT)
+            await wait_for(lambda: connector.pollers[0].last_id == sim.max_id, 180, "catch-up after the pause")
+        finally:
+            await connector.stop()
+        expected = set(sim.ids())
+    assert "commit_timeout" in recorder.reasons, recorder.reasons
+    await assert_exactly_once(kafka, topics, expected)
