@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from cdr_stream import __version__
 from cdr_stream.config import ConfigError, Settings, load_settings
 from cdr_stream.connector import Connector
-from cdr_stream.logs import configure_logging
+from cdr_stream.logs import configure_logging, describe_error
 from cdr_stream.presence import SESSION_TIMEOUT_MS, presence_group, running_members
 from cdr_stream.records import ProcessedChunk
 from cdr_stream.state import StateReadError, read_offsets
@@ -149,7 +149,7 @@ async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
         before = (await read_offsets(settings.kafka, settings.topics.state)).get(feed_name)
         await writer.commit(ProcessedChunk(), last_id)
     except (WriteError, StateReadError, TopicSetupError, KafkaError, TimeoutError) as exc:
-        log.error("the offset was not changed: %s: %s", type(exc).__name__, exc)
+        log.error("the offset was not changed: %s", describe_error(exc))
         return EXIT_FAILED
     finally:
         await writer.stop()

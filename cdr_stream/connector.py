@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
+from cdr_stream.logs import describe_error
 from cdr_stream.poller import FeedPoller, PollObserver
 from cdr_stream.presence import FeedPresence
 from cdr_stream.progress import ProgressLog
@@ -55,12 +56,18 @@ class Connector:
         self._presences: list[FeedPresence] = []
 
     async def start(self) -> None:
-        """Prepare the topics (retrying while Kafka is unreachable) and start one task per feed."""
-        await self._retry_until_ready(lambda: prepare_topics(self.settings.kafka, self.settings.topics), "topic setup")
+        """Prepare the topics (retrying while Kafka is unreachable) and start one task per feed.
+
+        A stop requested meanwhile ends the start quietly: no task runs, and `wait()` returns at once.
+        """
+        kafka, topics = self.settings.kafka, self.settings.topics
+        if not await self._retry_until_ready(lambda: prepare_topics(kafka, topics), "topic setup"):
+            return
         for feed in self.settings.feeds:
-            presence = FeedPresence(self.settings.kafka, self.settings.topics.state, feed.name)
-            await self._retry_until_ready(presence.start, f"presence of feed {feed.name}")
+            presence = FeedPresence(kafka, topics.state, feed.name)
             self._presences.append(presence)
+            if not await self._retry_until_ready(presence.start, f"presence of feed {feed.name}"):
+                return
         for feed in self.settings.feeds:
             poller = self._poller(feed)
             self.pollers.append(poller)
@@ -69,20 +76,20 @@ class Connector:
             self._tasks.append(task)
         log.info("connector started with %d feed(s)", len(self.pollers))
 
-    async def _retry_until_ready(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+    async def _retry_until_ready(self, step: Callable[[], Awaitable[None]], what: str) -> bool:
+        """Run `step` until it succeeds (True) or a stop is requested (False)."""
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             try:
                 await step()
-                return
+                return True
             except (KafkaError, OSError) as exc:
                 failures += 1
                 delay = backoff_delay(failures, initial=1.0, cap=30.0)
-                log.warning("%s failed (%s: %s); retry %d in %.1f s", what, type(exc).__name__, exc, failures, delay)
-            if self._stopping.is_set():
-                raise ConnectorError(f"stopped before {what} succeeded")
+                log.warning("%s failed (%s); retry %d in %.1f s", what, describe_error(exc), failures, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+        return False
 
     def _poller(self, feed: FeedSettings) -> FeedPoller:
         transport = self._transport_factory(feed) if self._transport_factory else None

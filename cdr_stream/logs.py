@@ -25,3 +25,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiokafka logs every retry of a lost connection at ERROR; the connector reports those itself.
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+def describe_error(exc: BaseException) -> str:
+    """`Type: message`, once: Kafka's errors already start their message with their type."""
+    text = str(exc)
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name

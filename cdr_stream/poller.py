@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings
 from cdr_stream.feed import FeedClient, FeedError
+from cdr_stream.logs import describe_error
 from cdr_stream.records import ProcessedChunk, RecordProcessor
 from cdr_stream.state import StateReadError
 from cdr_stream.writer import CommitUncertain, TransactionalWriter, WriteError, WriterFenced
@@ -97,7 +98,7 @@ class FeedPoller:
                 wait = self._failed(exc.reason, str(exc), failures, exc.retry_after)
             except (WriteError, StateReadError, KafkaError, OSError) as exc:
                 failures += 1
-                wait = self._failed(_kafka_reason(exc), f"{type(exc).__name__}: {exc}", failures, None)
+                wait = self._failed(_kafka_reason(exc), describe_error(exc), failures, None)
                 # Whatever Kafka holds now is the truth: rebuild the producer and re-read the offset.
                 await self.writer.stop()
                 self.last_id = None

@@ -18,6 +18,7 @@ from aiokafka.partitioner import murmur2
 
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.kafka_clients import connection_options
+from cdr_stream.logs import describe_error
 from cdr_stream.records import (
     EVENT_SCHEMA_VERSION,
     HEADER_DLQ_RULE,
@@ -130,7 +131,7 @@ class TransactionalWriter:
                 f"another instance took over transactional id {self.transactional_id!r}; this one stops"
             ) from None
         except KafkaError as exc:
-            raise WriteError(f"the transaction failed: {type(exc).__name__}: {exc}") from None
+            raise WriteError(f"the transaction failed: {describe_error(exc)}") from None
 
     async def _transaction(self, producer: AIOKafkaProducer, chunk: ProcessedChunk, last_id: int) -> None:
         await producer.begin_transaction()

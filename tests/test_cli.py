@@ -49,3 +49,26 @@ def test_every_command_has_help(command: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([*command, "--help"])
     assert exited.value.code == 0
+
+
+def test_sigterm_while_kafka_is_unreachable_at_start_is_a_clean_stop(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f"\nlogin = "l"\npassword = "p"\n'
+        '[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdr_stream.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(3)  # a few failed attempts to reach Kafka
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert "topic setup failed (KafkaConnectionError" in output
+    assert "KafkaConnectionError: KafkaConnectionError" not in output
