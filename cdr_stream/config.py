@@ -98,6 +98,8 @@ class FeedSettings(_Model):
             raise ValueError("must start with http:// or https:// and name a host")
         if "?" in url or "#" in url:
             raise ValueError("must not carry a query: credentials and parameters go in the POST body")
+        if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not carry credentials (user:password@): use login and password_file")
         return url
 
     @model_validator(mode="after")

@@ -84,6 +84,7 @@ def test_environment_overrides_reach_kafka_and_feed_fields() -> None:
         (minimal(password=SECRET, poll_interval_seconds=-1), "feeds[0].poll_interval_seconds"),
         (minimal(password=SECRET, url="ftp://x"), "feeds[0].url"),
         (minimal(password=SECRET, url="https://x/feed.php?login=1"), "feeds[0].url"),
+        (minimal(password=SECRET, url="https://812:pw@x/feed.php"), "feeds[0].url"),
         (minimal(password=SECRET, pollinterval=5), "feeds[0].pollinterval"),
         (minimal(), "feeds[0]"),
         (minimal(password=SECRET, callsonly=True, servicesonly=True), "feeds[0]"),
