@@ -238,6 +238,9 @@ class Settings(_Model):
 # --- loading -------------------------------------------------------------------------------------------
 
 
+_TOP_LEVEL_SCALARS = frozenset(Settings.model_fields) - {"feeds", "kafka", "topics"}
+
+
 def env_name(*path: str) -> str:
     """The environment variable that overrides a setting, e.g. CDR_STREAM_FEEDS__HERO_NZ__PASSWORD."""
     return ENV_PREFIX + "__".join(re.sub(r"[^A-Za-z0-9]", "_", part).upper() for part in path)
@@ -263,7 +266,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
         elif len(parts) == 2 and parts[0] in ("KAFKA", "TOPICS"):
             section = data.setdefault(parts[0].lower(), {})
             section[parts[1].lower()] = value
-        elif len(parts) == 1 and parts[0] in ("LOG_LEVEL", "SHUTDOWN_TIMEOUT_SECONDS"):
+        elif len(parts) == 1 and parts[0].lower() in _TOP_LEVEL_SCALARS:
             data[parts[0].lower()] = value
 
 

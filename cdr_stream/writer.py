@@ -60,13 +60,11 @@ class TransactionalWriter:
         kafka: KafkaSettings,
         topics: TopicSettings,
         feed: str,
-        *,
-        transactional_id_suffix: str = "",
     ) -> None:
         self._kafka = kafka
         self._topics = topics
         self.feed = feed
-        self.transactional_id = transactional_id(kafka, feed) + transactional_id_suffix
+        self.transactional_id = transactional_id(kafka, feed)
         self._producer: AIOKafkaProducer | None = None
         self._partitions: list[int] = []
         self._partition_of_key: dict[bytes, int] = {}
@@ -166,17 +164,19 @@ class TransactionalWriter:
         open_batches: dict[int, Any] = {}
         for event in chunk.events:
             partition = self._partition(event.key)
-            batch = open_batches.get(partition)
-            if batch is None:
-                batch = open_batches[partition] = producer.create_batch()
-            if batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers) is None:
-                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = open_batches[partition] = producer.create_batch()
+            batch = open_batches.get(partition) or producer.create_batch()
+            # A full batch goes out and the event opens the next one; an event no batch can hold is an error.
+            for attempt in (1, 2):
                 if (
                     batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers)
-                    is None
+                    is not None
                 ):
+                    break
+                if attempt == 2:
                     raise WriteError(f"event {event.id} is larger than a whole batch ({_MAX_BATCH_BYTES} bytes)")
+                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+            open_batches[partition] = batch
         for partition, batch in open_batches.items():
             deliveries.append(await producer.send_batch(batch, topic, partition=partition))
         return deliveries

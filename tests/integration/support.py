@@ -45,6 +45,20 @@ def settings_for(sim: FeedSimulator, kafka: KafkaSettings, topics: TopicSettings
     )
 
 
+async def create_topic(kafka: KafkaSettings, name: str, configs: dict[str, str]) -> None:
+    """A topic made by hand, before the connector runs (as an operator might have)."""
+    from aiokafka.admin import NewTopic
+
+    from cdr_stream.kafka_clients import admin_client
+
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs=configs)])
+    finally:
+        await admin.close()
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
