@@ -16,8 +16,13 @@ from aiokafka.errors import KafkaError
 from cdr_stream import __version__
 from cdr_stream.config import ConfigError, Settings, load_settings
 from cdr_stream.connector import Connector
+from cdr_stream.endpoints import EndpointError, Endpoints
+from cdr_stream.health import FeedHealth
 from cdr_stream.logs import configure_logging, describe_error
+from cdr_stream.metrics import ConnectorMetrics
+from cdr_stream.poller import ObserverGroup
 from cdr_stream.presence import SESSION_TIMEOUT_MS, presence_group, running_members
+from cdr_stream.progress import ProgressLog
 from cdr_stream.records import ProcessedChunk
 from cdr_stream.state import StateReadError, read_offsets
 from cdr_stream.topics import TopicSetupError, prepare_topics
@@ -77,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cdr-stream: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
     for warning in settings.warnings():
         log.warning(warning)
     if args.command == "run":
@@ -88,10 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def run_connector(settings: Settings) -> int:
-    connector = Connector(settings)
+    health = FeedHealth(settings)
+    metrics = ConnectorMetrics([feed.name for feed in settings.feeds], health)
+    endpoints = Endpoints(metrics, health, settings.http_host, settings.http_port)
+    connector = Connector(settings, observer=ObserverGroup(ProgressLog(), metrics, health))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, connector.request_stop)
+    try:
+        await endpoints.start()
+    except EndpointError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
     try:
         await connector.start()
         await connector.wait()
@@ -100,6 +113,7 @@ async def run_connector(settings: Settings) -> int:
         return EXIT_FENCED if isinstance(exc.__cause__, WriterFenced) else EXIT_FAILED
     finally:
         await connector.stop()
+        await endpoints.stop()
     return EXIT_OK
 
 

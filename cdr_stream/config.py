@@ -209,6 +209,16 @@ class Settings(_Model):
     shutdown_timeout_seconds: float = Field(
         default=8.0, gt=0, description="seconds to finish the page in flight on SIGTERM before aborting it"
     )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="json lines, text, or auto: text on a terminal, json otherwise"
+    )
+    # A pod must answer the kubelet and Prometheus on its own IP, hence every interface by default.
+    http_host: str = Field(
+        default="0.0.0.0",  # noqa: S104
+        min_length=1,
+        description="address of /metrics, /healthz, /readyz",
+    )
+    http_port: int = Field(default=8080, ge=0, le=65535, description="port of /metrics, /healthz, /readyz (0: any)")
 
     @model_validator(mode="after")
     def _unique_feeds(self) -> Self:
@@ -224,6 +234,13 @@ class Settings(_Model):
                 return feed
         known = ", ".join(feed.name for feed in self.feeds)
         raise ConfigError(f"no feed named {name!r} in the configuration (configured: {known})")
+
+    def secrets(self) -> list[str]:
+        """Every password in this configuration, for the log redaction."""
+        found = [feed.secret for feed in self.feeds]
+        if self.kafka.sasl_password is not None:
+            found.append(self.kafka.sasl_password.get_secret_value())
+        return found
 
     def warnings(self) -> list[str]:
         """Things that are allowed but probably wrong."""

@@ -45,6 +45,8 @@ class PageReport:
     dead_letter_rules: Counter[str] = field(default_factory=Counter)
     newest_call_ms: int | None = None
     commit_seconds: float = 0.0
+    #: False when nothing needed a transaction (every row was already delivered).
+    committed: bool = True
 
 
 class PollObserver(Protocol):
@@ -57,6 +59,29 @@ class PollObserver(Protocol):
     def poll_finished(self, feed: str, *, seconds: float, rows: int, advanced: bool) -> None: ...
 
     def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None: ...
+
+
+class ObserverGroup:
+    """Tells several observers, in order (the log, the metrics, the health checks)."""
+
+    def __init__(self, *observers: PollObserver) -> None:
+        self.observers = observers
+
+    def offset_loaded(self, feed: str, last_id: int) -> None:
+        for observer in self.observers:
+            observer.offset_loaded(feed, last_id)
+
+    def page_committed(self, feed: str, page: PageReport) -> None:
+        for observer in self.observers:
+            observer.page_committed(feed, page)
+
+    def poll_finished(self, feed: str, *, seconds: float, rows: int, advanced: bool) -> None:
+        for observer in self.observers:
+            observer.poll_finished(feed, seconds=seconds, rows=rows, advanced=advanced)
+
+    def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+        for observer in self.observers:
+            observer.poll_failed(feed, reason=reason, message=message, retry_in=retry_in, consecutive=consecutive)
 
 
 class FeedPoller:
@@ -147,14 +172,14 @@ class FeedPoller:
         new_last = max(self.last_id, chunk.max_id or 0)
         if new_last == self.last_id and not chunk.dead_letters:
             if chunk.dropped_seen or chunk.dropped_duplicate:
-                self._report(chunk, new_last, 0.0)
+                self._report(chunk, new_last, 0.0, committed=False)
             return
         started = time.monotonic()
         await self.writer.commit(chunk, new_last)
-        self._report(chunk, new_last, time.monotonic() - started)
+        self._report(chunk, new_last, time.monotonic() - started, committed=True)
         self.last_id = new_last
 
-    def _report(self, chunk: ProcessedChunk, new_last: int, seconds: float) -> None:
+    def _report(self, chunk: ProcessedChunk, new_last: int, seconds: float, *, committed: bool) -> None:
         assert self.last_id is not None
         self.observer.page_committed(
             self.feed,
@@ -168,8 +193,13 @@ class FeedPoller:
                 dead_letter_rules=Counter(letter.rule for letter in chunk.dead_letters),
                 newest_call_ms=max((event.timestamp_ms for event in chunk.events), default=None),
                 commit_seconds=seconds,
+                committed=committed,
             ),
         )
+
+
+#: The failure reasons after which the poller rebuilds its producer and re-reads the stored offset.
+KAFKA_REASONS = frozenset({"state_read", "commit_timeout", "commit_failed", "kafka"})
 
 
 def _kafka_reason(exc: BaseException) -> str:

@@ -52,11 +52,25 @@ class ProgressLog:
             totals.dropped,
             totals.errors,
             page.last_id,
-            extra={"feed": feed, "last_id": page.last_id},
+            extra={
+                "feed": feed,
+                "from_id": page.from_id + 1,
+                "last_id": page.last_id,
+                "published": page.events,
+                "dead_lettered": page.dead_letters,
+                "dropped": page.dropped_seen + page.dropped_duplicate,
+                "commit_seconds": round(page.commit_seconds, 4),
+            },
         )
 
     def poll_finished(self, feed: str, *, seconds: float, rows: int, advanced: bool) -> None:
-        log.debug("feed %s poll done: %d rows in %.3f s", feed, rows, seconds, extra={"feed": feed})
+        log.debug(
+            "feed %s poll done: %d rows in %.3f s",
+            feed,
+            rows,
+            seconds,
+            extra={"feed": feed, "rows": rows, "poll_seconds": round(seconds, 4)},
+        )
 
     def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None:
         self.totals[feed].errors += 1
@@ -67,5 +81,5 @@ class ProgressLog:
             reason,
             consecutive,
             retry_in,
-            extra={"feed": feed, "reason": reason},
+            extra={"feed": feed, "reason": reason, "consecutive": consecutive, "retry_in_seconds": round(retry_in, 2)},
         )

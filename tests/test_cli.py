@@ -57,7 +57,7 @@ def test_sigterm_while_kafka_is_unreachable_at_start_is_a_clean_stop(tmp_path: P
 
     config = tmp_path / "c.toml"
     config.write_text(
-        '[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f"\nlogin = "l"\npassword = "p"\n'
+        'http_port = 0\n[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f"\nlogin = "l"\npassword = "pw-123456"\n'
         '[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
     )
     process = subprocess.Popen(
@@ -72,3 +72,20 @@ def test_sigterm_while_kafka_is_unreachable_at_start_is_a_clean_stop(tmp_path: P
     assert process.returncode == 0, output
     assert "topic setup failed (KafkaConnectionError" in output
     assert "KafkaConnectionError: KafkaConnectionError" not in output
+
+
+def test_a_taken_http_port_exits_1_naming_the_setting(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'http_host = "127.0.0.1"\nhttp_port = {port}\n[[feeds]]\nname = "f"\nurl = "http://127.0.0.1:9/f"\n'
+            'login = "l"\npassword = "pw-123456"\n[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
+        )
+        result = run_cli("run", "--config", str(config))
+    assert result.returncode == 1
+    assert f"cannot serve /metrics on 127.0.0.1:{port} (http_port)" in result.stderr

@@ -40,6 +40,7 @@ def settings_for(sim: FeedSimulator, kafka: KafkaSettings, topics: TopicSettings
             "feeds": [values],
             "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "commit_timeout_seconds": 20},
             "topics": topics.model_dump(),
+            "http_port": 0,  # several connectors may run at once
         },
         {},
     )
@@ -123,6 +124,7 @@ def write_config(path: Path, settings: Settings) -> Path:
     """The settings as a TOML file for a `cdr-stream run` process (password through the environment)."""
     feed = settings.feeds[0]
     lines = [
+        f"http_port = {settings.http_port}",
         "[[feeds]]",
         f'name = "{feed.name}"',
         f'url = "{feed.url}"',

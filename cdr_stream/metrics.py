@@ -1,0 +1,221 @@
+"""Prometheus metrics: a PollObserver that keeps the `cdr_stream_*` series, in a registry of its own.
+
+Every series exists from start-up (at 0), one `feed` label value per configured feed, and the `reason`
+and `rule` labels come from closed sets, so the number of series is fixed by the configuration.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from cdr_stream import __version__
+from cdr_stream.health import FeedHealth
+from cdr_stream.poller import PageReport
+
+#: Why a poll failed: the feed's answers (feed.py, parse.py) and the Kafka side (poller.py).
+FAILURE_REASONS: Final = (
+    "timeout",
+    "connection",
+    "truncated",
+    "invalid_json",
+    "not_json_array",
+    "invalid_text",
+    "http_4xx",
+    "http_5xx",
+    "rate_limited",
+    "auth",
+    "commit_timeout",
+    "commit_failed",
+    "state_read",
+    "kafka",
+    "other",
+)
+#: Why a row was dead-lettered (records.py).
+DEAD_LETTER_RULES: Final = (
+    "missing_field",
+    "invalid_field",
+    "invalid_value",
+    "pointer_row",
+    "not_an_object",
+    "too_large",
+    "other",
+)
+DROP_REASONS: Final = ("already_seen", "duplicate_in_answer")
+#: Failures after which the transaction in flight was aborted or left in doubt.
+_ABORTING_REASONS: Final = frozenset({"commit_timeout", "commit_failed"})
+
+POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+COMMIT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# The `_created` companions double the series count and no dashboard or alert here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _ready(health: FeedHealth, feed: str) -> float:
+    return 1.0 if health.is_ready(feed) else 0.0
+
+
+def _bounded(value: str, allowed: Sequence[str]) -> str:
+    return value if value in allowed else "other"
+
+
+class ConnectorMetrics:
+    """The connector's metrics. Pass it as (part of) the connector's observer; `render()` is /metrics."""
+
+    def __init__(
+        self,
+        feeds: Sequence[str],
+        health: FeedHealth,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        self._newest_call: dict[str, float] = {}
+        r = self.registry
+        ProcessCollector(registry=r)
+        build = Gauge(
+            "cdr_stream_build_info", "The running build (always 1).", ["version", "python_version"], registry=r
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+        self.polls = Counter("cdr_stream_polls", "Feed queries made, failed or not.", ["feed"], registry=r)
+        self.poll_failures = Counter(
+            "cdr_stream_poll_failures", "Failed feed queries and commits, by reason.", ["feed", "reason"], registry=r
+        )
+        self.poll_duration = Histogram(
+            "cdr_stream_poll_duration_seconds",
+            "One feed query, from the request to its last chunk committed.",
+            ["feed"],
+            buckets=POLL_BUCKETS,
+            registry=r,
+        )
+        self.fetched = Counter("cdr_stream_records_fetched", "Rows received from the feed.", ["feed"], registry=r)
+        self.published = Counter(
+            "cdr_stream_records_published", "Events committed to the events topic.", ["feed"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "cdr_stream_records_dead_lettered", "Rows committed to the dead-letter topic.", ["feed", "rule"], registry=r
+        )
+        self.dropped = Counter(
+            "cdr_stream_records_dropped",
+            "Rows not published because they were already delivered.",
+            ["feed", "reason"],
+            registry=r,
+        )
+        self.committed = Counter(
+            "cdr_stream_transactions_committed", "Kafka transactions committed.", ["feed"], registry=r
+        )
+        self.aborted = Counter(
+            "cdr_stream_transactions_aborted",
+            "Kafka transactions aborted or left in doubt (the feed resumes from the stored offset).",
+            ["feed"],
+            registry=r,
+        )
+        self.commit_duration = Histogram(
+            "cdr_stream_commit_duration_seconds",
+            "One Kafka transaction, from the first send to the commit.",
+            ["feed"],
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.last_committed_id = Gauge(
+            "cdr_stream_last_committed_id", "The stored offset: the highest ID committed.", ["feed"], registry=r
+        )
+        self.newest_record = Gauge(
+            "cdr_stream_newest_record_timestamp_seconds",
+            "Call time (Unix seconds, UTC) of the newest record published.",
+            ["feed"],
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            "cdr_stream_last_commit_timestamp_seconds",
+            "When the last transaction that carried records committed (Unix seconds).",
+            ["feed"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "cdr_stream_last_successful_poll_timestamp_seconds",
+            "When the last feed query succeeded (Unix seconds).",
+            ["feed"],
+            registry=r,
+        )
+        self.consecutive_failures = Gauge(
+            "cdr_stream_consecutive_failures", "Failures since the last successful query.", ["feed"], registry=r
+        )
+        self.ready = Gauge(
+            "cdr_stream_ready", "1 when the feed has loaded its offset and started its producer.", ["feed"], registry=r
+        )
+        for feed in feeds:
+            self._create_series(feed)
+            self.ready.labels(feed).set_function(partial(_ready, health, feed))
+
+    def _create_series(self, feed: str) -> None:
+        for family in (self.polls, self.fetched, self.published, self.committed, self.aborted):
+            family.labels(feed)
+        for histogram in (self.poll_duration, self.commit_duration):
+            histogram.labels(feed)
+        for gauge in (
+            self.last_committed_id,
+            self.newest_record,
+            self.last_commit,
+            self.last_success,
+            self.consecutive_failures,
+        ):
+            gauge.labels(feed).set(0)
+        for reason in FAILURE_REASONS:
+            self.poll_failures.labels(feed, reason)
+        for rule in DEAD_LETTER_RULES:
+            self.dead_lettered.labels(feed, rule)
+        for reason in DROP_REASONS:
+            self.dropped.labels(feed, reason)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- PollObserver ------------------------------------------------------------------------------
+
+    def offset_loaded(self, feed: str, last_id: int) -> None:
+        self.last_committed_id.labels(feed).set(last_id)
+
+    def page_committed(self, feed: str, page: PageReport) -> None:
+        self.published.labels(feed).inc(page.events)
+        for rule, count in page.dead_letter_rules.items():
+            self.dead_lettered.labels(feed, _bounded(rule, DEAD_LETTER_RULES)).inc(count)
+        self.dropped.labels(feed, "already_seen").inc(page.dropped_seen)
+        self.dropped.labels(feed, "duplicate_in_answer").inc(page.dropped_duplicate)
+        self.last_committed_id.labels(feed).set(page.last_id)
+        if not page.committed:
+            return
+        self.committed.labels(feed).inc()
+        self.commit_duration.labels(feed).observe(page.commit_seconds)
+        if page.events or page.dead_letters:
+            self.last_commit.labels(feed).set(self._clock())
+        if page.newest_call_ms is not None:
+            # Out-of-order answers may publish an older call after a newer one: freshness never moves back.
+            newest = max(self._newest_call.get(feed, 0.0), page.newest_call_ms / 1000)
+            self._newest_call[feed] = newest
+            self.newest_record.labels(feed).set(newest)
+
+    def poll_finished(self, feed: str, *, seconds: float, rows: int, advanced: bool) -> None:
+        self.polls.labels(feed).inc()
+        self.poll_duration.labels(feed).observe(seconds)
+        self.fetched.labels(feed).inc(rows)
+        self.last_success.labels(feed).set(self._clock())
+        self.consecutive_failures.labels(feed).set(0)
+
+    def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+        reason = _bounded(reason, FAILURE_REASONS)
+        self.polls.labels(feed).inc()
+        self.poll_failures.labels(feed, reason).inc()
+        self.consecutive_failures.labels(feed).set(consecutive)
+        if reason in _ABORTING_REASONS:
+            self.aborted.labels(feed).inc()

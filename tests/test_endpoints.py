@@ -1,0 +1,63 @@
+"""The HTTP endpoints on a real socket: /metrics in Prometheus' format, /healthz and /readyz as probes."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cdr_stream.config import parse_settings
+from cdr_stream.endpoints import EndpointError, Endpoints
+from cdr_stream.health import FeedHealth
+from cdr_stream.metrics import ConnectorMetrics
+
+SETTINGS = parse_settings(
+    {"feeds": [{"name": "east", "url": "http://127.0.0.1:1/f", "login": "l", "password": "p"}]}, {}
+)
+
+
+async def _get(port: int, path: str) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+        return response.status, response.headers["Content-Type"], await response.text()
+
+
+async def test_metrics_health_and_readiness_are_served() -> None:
+    health = FeedHealth(SETTINGS)
+    metrics = ConnectorMetrics(["east"], health)
+    async with Endpoints(metrics, health, "127.0.0.1", 0) as endpoints:
+        assert endpoints.port > 0
+        status, content_type, body = await _get(endpoints.port, "/metrics")
+        assert status == 200 and content_type.startswith("text/plain")
+        names = {family.name for family in text_string_to_metric_families(body)}
+        assert {"cdr_stream_polls", "cdr_stream_ready", "cdr_stream_build_info"} <= names
+
+        status, _, body = await _get(endpoints.port, "/readyz")
+        assert status == 503 and '"ready":false' in body
+        status, _, _ = await _get(endpoints.port, "/healthz")
+        assert status == 200
+
+        health.offset_loaded("east", 7)
+        status, content_type, body = await _get(endpoints.port, "/readyz")
+        assert status == 200 and content_type == "application/json" and '"last_id":7' in body
+        status, _, body = await _get(endpoints.port, "/metrics")
+        assert 'cdr_stream_ready{feed="east"} 1.0' in body
+
+
+async def test_a_taken_port_is_a_clear_error_naming_the_setting() -> None:
+    health = FeedHealth(SETTINGS)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(EndpointError, match=rf"http_port.*{port}|{port}.*http_port"):
+            await Endpoints(ConnectorMetrics(["east"], health), health, "127.0.0.1", port).start()
+
+
+async def test_stop_is_safe_twice() -> None:
+    health = FeedHealth(SETTINGS)
+    endpoints = Endpoints(ConnectorMetrics(["east"], health), health, "127.0.0.1", 0)
+    await endpoints.start()
+    await endpoints.stop()
+    await endpoints.stop()

@@ -1,0 +1,146 @@
+"""The metrics: every series at 0 from the start, bounded labels, what each report moves."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from cdr_stream.config import Settings, parse_settings
+from cdr_stream.health import FeedHealth
+from cdr_stream.metrics import DEAD_LETTER_RULES, FAILURE_REASONS, ConnectorMetrics
+from cdr_stream.poller import PageReport
+
+FEEDS = ("east", "west")
+
+
+def _settings() -> Settings:
+    feeds = [{"name": name, "url": "http://127.0.0.1:1/feed", "login": "l", "password": "p"} for name in FEEDS]
+    return parse_settings({"feeds": feeds}, {})
+
+
+def _metrics(now: float = 1_000.0) -> tuple[ConnectorMetrics, FeedHealth]:
+    health = FeedHealth(_settings())
+    return ConnectorMetrics(FEEDS, health, clock=lambda: now), health
+
+
+def _samples(metrics: ConnectorMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = metrics.render().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(metrics: ConnectorMetrics, name: str, **labels: str) -> float:
+    return _samples(metrics)[(name, tuple(sorted(labels.items())))]
+
+
+def test_every_series_exists_at_zero_from_the_start() -> None:
+    metrics, _ = _metrics()
+    samples = _samples(metrics)
+    ours = {key: value for key, value in samples.items() if key[0].startswith("cdr_stream_")}
+    for feed in FEEDS:
+        for name in (
+            "cdr_stream_polls_total",
+            "cdr_stream_records_fetched_total",
+            "cdr_stream_records_published_total",
+            "cdr_stream_transactions_committed_total",
+            "cdr_stream_transactions_aborted_total",
+            "cdr_stream_last_committed_id",
+            "cdr_stream_newest_record_timestamp_seconds",
+            "cdr_stream_last_commit_timestamp_seconds",
+            "cdr_stream_last_successful_poll_timestamp_seconds",
+            "cdr_stream_consecutive_failures",
+            "cdr_stream_ready",
+            "cdr_stream_poll_duration_seconds_count",
+            "cdr_stream_commit_duration_seconds_count",
+        ):
+            assert ours[(name, (("feed", feed),))] == 0, name
+        for reason in FAILURE_REASONS:
+            assert ours[("cdr_stream_poll_failures_total", (("feed", feed), ("reason", reason)))] == 0
+        for rule in DEAD_LETTER_RULES:
+            assert ours[("cdr_stream_records_dead_lettered_total", (("feed", feed), ("rule", rule)))] == 0
+        for reason in ("already_seen", "duplicate_in_answer"):
+            assert ours[("cdr_stream_records_dropped_total", (("feed", feed), ("reason", reason)))] == 0
+    build = [key for key in ours if key[0] == "cdr_stream_build_info"]
+    assert len(build) == 1 and ours[build[0]] == 1
+    assert any(name == "process_start_time_seconds" for name, _ in samples)
+    assert not any(name.endswith("_created") for name, _ in samples)
+
+
+def test_a_committed_page_moves_the_record_counters_and_freshness() -> None:
+    metrics, _ = _metrics(now=5_000.0)
+    page = PageReport(
+        from_id=10,
+        last_id=20,
+        events=8,
+        dead_letters=2,
+        dropped_seen=3,
+        dropped_duplicate=1,
+        dead_letter_rules=Counter({"invalid_field": 2}),
+        newest_call_ms=1_700_000_000_500,
+        commit_seconds=0.02,
+    )
+    metrics.page_committed("east", page)
+    assert _value(metrics, "cdr_stream_records_published_total", feed="east") == 8
+    assert _value(metrics, "cdr_stream_records_dead_lettered_total", feed="east", rule="invalid_field") == 2
+    assert _value(metrics, "cdr_stream_records_dropped_total", feed="east", reason="already_seen") == 3
+    assert _value(metrics, "cdr_stream_records_dropped_total", feed="east", reason="duplicate_in_answer") == 1
+    assert _value(metrics, "cdr_stream_transactions_committed_total", feed="east") == 1
+    assert _value(metrics, "cdr_stream_commit_duration_seconds_count", feed="east") == 1
+    assert _value(metrics, "cdr_stream_last_committed_id", feed="east") == 20
+    assert _value(metrics, "cdr_stream_newest_record_timestamp_seconds", feed="east") == 1_700_000_000.5
+    assert _value(metrics, "cdr_stream_last_commit_timestamp_seconds", feed="east") == 5_000.0
+    assert _value(metrics, "cdr_stream_records_published_total", feed="west") == 0
+
+    # An older call published later (an out-of-order answer) does not move freshness back.
+    older = PageReport(20, 21, 1, 0, 0, 0, newest_call_ms=1_600_000_000_000, commit_seconds=0.01)
+    metrics.page_committed("east", older)
+    assert _value(metrics, "cdr_stream_newest_record_timestamp_seconds", feed="east") == 1_700_000_000.5
+
+
+def test_a_page_of_only_dropped_rows_is_no_transaction() -> None:
+    metrics, _ = _metrics()
+    metrics.page_committed("east", PageReport(20, 20, 0, 0, 5, 0, committed=False))
+    assert _value(metrics, "cdr_stream_records_dropped_total", feed="east", reason="already_seen") == 5
+    assert _value(metrics, "cdr_stream_transactions_committed_total", feed="east") == 0
+    assert _value(metrics, "cdr_stream_last_commit_timestamp_seconds", feed="east") == 0
+
+
+def test_polls_failures_and_consecutive_failures() -> None:
+    metrics, _ = _metrics(now=7_000.0)
+    metrics.poll_failed("east", reason="http_5xx", message="m", retry_in=1, consecutive=1)
+    metrics.poll_failed("east", reason="commit_timeout", message="m", retry_in=2, consecutive=2)
+    metrics.poll_failed("east", reason="something new", message="m", retry_in=2, consecutive=3)
+    assert _value(metrics, "cdr_stream_poll_failures_total", feed="east", reason="http_5xx") == 1
+    assert _value(metrics, "cdr_stream_poll_failures_total", feed="east", reason="other") == 1
+    assert _value(metrics, "cdr_stream_transactions_aborted_total", feed="east") == 1
+    assert _value(metrics, "cdr_stream_consecutive_failures", feed="east") == 3
+    assert _value(metrics, "cdr_stream_polls_total", feed="east") == 3
+
+    metrics.poll_finished("east", seconds=0.3, rows=42, advanced=True)
+    assert _value(metrics, "cdr_stream_consecutive_failures", feed="east") == 0
+    assert _value(metrics, "cdr_stream_polls_total", feed="east") == 4
+    assert _value(metrics, "cdr_stream_records_fetched_total", feed="east") == 42
+    assert _value(metrics, "cdr_stream_poll_duration_seconds_count", feed="east") == 1
+    assert _value(metrics, "cdr_stream_last_successful_poll_timestamp_seconds", feed="east") == 7_000.0
+
+
+def test_ready_follows_the_health_of_each_feed() -> None:
+    metrics, health = _metrics()
+    health.offset_loaded("east", 5)
+    metrics.offset_loaded("east", 5)
+    assert _value(metrics, "cdr_stream_ready", feed="east") == 1
+    assert _value(metrics, "cdr_stream_ready", feed="west") == 0
+    assert _value(metrics, "cdr_stream_last_committed_id", feed="east") == 5
+    health.poll_failed("east", reason="kafka", message="m", retry_in=1, consecutive=1)
+    assert _value(metrics, "cdr_stream_ready", feed="east") == 0
+
+
+def test_two_instances_keep_separate_registries() -> None:
+    first, _ = _metrics()
+    second, _ = _metrics()
+    first.poll_finished("east", seconds=0.1, rows=3, advanced=True)
+    assert _value(second, "cdr_stream_records_fetched_total", feed="east") == 0
