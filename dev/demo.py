@@ -82,6 +82,7 @@ def main() -> int:
     try:
         wait_for_port(SIMULATOR_PORT)
         say("starting the connector (cdr-stream run --config dev/demo.toml); Ctrl-C stops it cleanly")
+        say("connector: metrics on http://127.0.0.1:18081/metrics, probes on /healthz and /readyz")
         connector = subprocess.Popen([*CLI, "run", "--config", str(CONFIG)], env=env)
         try:
             code = connector.wait()
