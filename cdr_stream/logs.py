@@ -25,6 +25,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiokafka logs every retry of a lost connection at ERROR; the connector reports those itself.
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # asyncssh logs every SFTP request at INFO; the SFTP source reports what matters itself.
+    logging.getLogger("asyncssh").setLevel(max(logging.getLevelName(level), logging.WARNING))
 
 
 def describe_error(exc: BaseException) -> str:

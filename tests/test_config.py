@@ -126,10 +126,10 @@ def test_load_settings_reads_toml_and_reports_syntax_errors(tmp_path: Path) -> N
 
 
 def test_the_readme_documents_every_setting() -> None:
-    from cdr_stream.config import FeedSettings, KafkaSettings, Settings, TopicSettings
+    from cdr_stream.config import FeedSettings, KafkaSettings, Settings, SftpSettings, TopicSettings
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for model in (Settings, FeedSettings, KafkaSettings, TopicSettings):
+    for model in (Settings, FeedSettings, SftpSettings, KafkaSettings, TopicSettings):
         for name in model.model_fields:
             assert f"`{name}`" in readme, f"README.md does not document the setting {name!r}"
 
