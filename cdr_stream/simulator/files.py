@@ -1,7 +1,8 @@
 """The provider's CDR files: the simulator's rows written as daily, hourly or 20-minute files, in any format.
 
 A file holds the records whose NZ local time falls in its period, rendered exactly as the web service
-renders an answer in the same format. Names carry the period's start, as the connector's default
+renders an answer in the same format (the repeated hour at the end of daylight saving stays in the file
+of the slot before it). Names carry the period's start, as the connector's default
 `file_pattern` reads them: `<prefix>YYYYMMDD.<format>` for a day, `<prefix>YYYYMMDD_HHMM.<format>` for an
 hour or a 20-minute slot.
 """
@@ -76,7 +77,9 @@ def write_cdr_files(
             out.write(frame.opening)
             while record_id < ids.stop:
                 moment = datetime.fromtimestamp(generator.timestamp(record_id), NZ)
-                if period_start(moment, period) != start:
+                # Local time goes back an hour when daylight saving ends: the slots of the repeated hour
+                # stay in the file open then, so no name comes twice.
+                if period_start(moment, period) > start:
                     break
                 if record_id > first:
                     out.write(frame.separator)

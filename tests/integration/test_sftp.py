@@ -22,12 +22,9 @@ from cdr_stream.simulator.formats import json_row
 from cdr_stream.state import StoredOffset, read_offsets
 from tests.integration.sshd import SshServer, keygen
 from tests.integration.support import FEED, read_published, start_process, stop_process, wait_for
+from tests.rows import FILE_FORMATS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
-
-# The file formats the connector parses today. csv, txt and pipe join this list once the text-format
-# parser (parse.answer_row_chunks) is merged; every test below then runs for them too.
-FILE_FORMATS = ["json"]
 
 
 class Recorder(ProgressLog):
