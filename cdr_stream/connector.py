@@ -24,7 +24,6 @@ from cdr_stream.logs import describe_error
 from cdr_stream.poller import FeedPoller, HttpSource, PollObserver, Source
 from cdr_stream.presence import FeedPresence
 from cdr_stream.progress import ProgressLog
-from cdr_stream.sftp import SftpSource
 from cdr_stream.state import StoredOffset, read_offsets
 from cdr_stream.topics import prepare_topics
 from cdr_stream.writer import TransactionalWriter
@@ -94,6 +93,8 @@ class Connector:
 
     def _source(self, feed: FeedSettings) -> Source:
         if feed.source == "sftp":
+            from cdr_stream.sftp import SftpSource  # asyncssh (and its crypto) loads only when a feed needs it
+
             return SftpSource(feed, self.observer)
         transport = self._transport_factory(feed) if self._transport_factory else None
         return HttpSource(FeedClient(feed, transport), feed.max_rows_per_transaction)
