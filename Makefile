@@ -30,6 +30,7 @@ typecheck: venv
 
 test: lint typecheck
 	dev/kafka/broker fetch
+	dev/sshd/install
 	$(BIN)/pytest
 
 test-unit: venv

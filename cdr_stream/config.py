@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "CDR_STREAM_"
 PROVIDER_MIN_POLL_SECONDS = 600.0
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# A CDR file's name carries the start of its period: a day (YYYYMMDD), an hour or a 20-minute slot (_HHMM).
+DEFAULT_FILE_PATTERN = r".*?(?P<stamp>\d{8}(?:[_T-]?\d{2}(?:\d{2})?)?)\.(?:csv|txt|pipe|json)"
+# Settings of the web service that mean nothing to a feed collected over SFTP.
+_HTTP_ONLY = ("url", "login", "password", "password_env", "password_file", "callsonly", "servicesonly", "ca_file")
 
 
 class ConfigError(Exception):
@@ -57,6 +62,73 @@ def _read_secret(field: str, inline: SecretStr | None, env: str | None, file: Pa
     return inline
 
 
+class SftpSettings(_Model):
+    """Where and how a feed's CDR files are collected over SFTP (a feed with source = "sftp")."""
+
+    host: str = Field(min_length=1, description="the SFTP server's host name or address")
+    port: int = Field(default=22, ge=1, le=65535, description="the SFTP server's port")
+    username: str = Field(min_length=1, description="the SFTP login")
+    password: SecretStr | None = Field(default=None, description="the SFTP password (prefer password_file)")
+    password_env: str | None = Field(default=None, description="name of an environment variable with the password")
+    password_file: Path | None = Field(default=None, description="path of a file holding the password")
+    private_key_file: Path | None = Field(default=None, description="an OpenSSH private key file (key authentication)")
+    passphrase: SecretStr | None = Field(default=None, description="the private key's passphrase (prefer _file)")
+    passphrase_env: str | None = Field(default=None, description="environment variable with the key's passphrase")
+    passphrase_file: Path | None = Field(default=None, description="file holding the key's passphrase")
+    known_hosts_file: Path = Field(
+        description="an OpenSSH known_hosts file with the server's host key; the host key is always checked"
+    )
+    directory: str = Field(default=".", min_length=1, description="the remote directory holding the CDR files")
+    file_pattern: str = Field(
+        default=DEFAULT_FILE_PATTERN,
+        min_length=1,
+        description="regular expression a CDR file's whole name matches; its group `stamp` holds the start of "
+        "the file's period: YYYYMMDD, optionally followed by HH or HHMM",
+    )
+    settle_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="a file is read only when its size and mtime stayed the same for this long, over two listings",
+    )
+
+    @field_validator("file_pattern")
+    @classmethod
+    def _check_pattern(cls, pattern: str) -> str:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "stamp" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<stamp>...) holding the date (and time) of the file's period")
+        return pattern
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Self:
+        for name, path in (("known_hosts_file", self.known_hosts_file), ("private_key_file", self.private_key_file)):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {str(path)!r} is not a readable file")
+        password = _read_secret("password", self.password, self.password_env, self.password_file)
+        passphrase = _read_secret("passphrase", self.passphrase, self.passphrase_env, self.passphrase_file)
+        if password is None and self.private_key_file is None:
+            raise ValueError(
+                "no credentials: set private_key_file, or password_file, password_env, or the environment "
+                "variable CDR_STREAM_FEEDS__<FEED>__SFTP__PASSWORD"
+            )
+        if passphrase is not None and self.private_key_file is None:
+            raise ValueError("a passphrase is set but no private_key_file")
+        object.__setattr__(self, "password", password)
+        object.__setattr__(self, "passphrase", passphrase)
+        return self
+
+    @property
+    def password_secret(self) -> str | None:
+        return self.password.get_secret_value() if self.password is not None else None
+
+    @property
+    def passphrase_secret(self) -> str | None:
+        return self.passphrase.get_secret_value() if self.passphrase is not None else None
+
+
 class FeedSettings(_Model):
     """One billing feed login to collect from."""
 
@@ -64,8 +136,12 @@ class FeedSettings(_Model):
         pattern=_NAME_PATTERN,
         description="a short unique name (letters, digits, . _ -); keys the offset and the transactional id",
     )
-    url: str = Field(description="the feed's full URL, http:// or https://")
-    login: str = Field(min_length=1, description="the feed login (often the account number)")
+    # Before url and login: their validators read it.
+    source: Literal["http", "sftp"] = Field(
+        default="http", description="http: the billing feed web service; sftp: the provider's CDR files"
+    )
+    url: str = Field(default="", validate_default=True, description="the feed's full URL, http:// or https://")
+    login: str = Field(default="", validate_default=True, description="the feed login (often the account number)")
     password: SecretStr | None = Field(default=None, description="the feed password (prefer password_file)")
     password_env: str | None = Field(default=None, description="name of an environment variable with the password")
     password_file: Path | None = Field(default=None, description="path of a file holding the password")
@@ -91,9 +167,21 @@ class FeedSettings(_Model):
     backoff_initial_seconds: float = Field(default=1.0, gt=0, description="first retry delay after a failure")
     backoff_max_seconds: float = Field(default=300.0, gt=0, description="the cap on the retry delay")
 
+    sftp: SftpSettings | None = Field(default=None, description="the [feeds.sftp] table of a feed with source sftp")
+
+    @field_validator("url", "login")
+    @classmethod
+    def _required_for_http(cls, value: str, info: ValidationInfo) -> str:
+        # Checked per field (not in the model validator) so a missing url is named beside any other error.
+        if info.data.get("source") == "http" and not value:
+            raise ValueError('Field required (with source = "http")')
+        return value
+
     @field_validator("url")
     @classmethod
-    def _check_url(cls, url: str) -> str:
+    def _check_url(cls, url: str, info: ValidationInfo) -> str:
+        if info.data.get("source") != "http":
+            return url
         if not re.match(r"^https?://[^/\s?#]+", url):
             raise ValueError("must start with http:// or https:// and name a host")
         if "?" in url or "#" in url:
@@ -104,12 +192,16 @@ class FeedSettings(_Model):
 
     @model_validator(mode="after")
     def _resolve(self) -> Self:
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds must be >= backoff_initial_seconds")
+        if self.source == "sftp":
+            return self._check_sftp()
+        if self.sftp is not None:
+            raise ValueError('sftp: a [feeds.sftp] table only belongs to a feed with source = "sftp"')
         if self.callsonly and self.servicesonly:
             raise ValueError("callsonly and servicesonly exclude each other; set at most one")
         if self.ca_file is not None and not self.ca_file.is_file():
             raise ValueError(f"ca_file {str(self.ca_file)!r} is not a readable file")
-        if self.backoff_max_seconds < self.backoff_initial_seconds:
-            raise ValueError("backoff_max_seconds must be >= backoff_initial_seconds")
         secret = _read_secret("password", self.password, self.password_env, self.password_file)
         if secret is None:
             raise ValueError(
@@ -117,6 +209,17 @@ class FeedSettings(_Model):
                 f"variable {env_name('feeds', self.name, 'password')}"
             )
         object.__setattr__(self, "password", secret)
+        return self
+
+    def _check_sftp(self) -> Self:
+        misplaced = [name for name in _HTTP_ONLY if name in self.model_fields_set]
+        if misplaced:
+            raise ValueError(
+                f'{", ".join(misplaced)}: only for source = "http"; an SFTP login and its password go in '
+                "the [feeds.sftp] table"
+            )
+        if self.sftp is None:
+            raise ValueError('sftp: source = "sftp" needs a [feeds.sftp] table (host, username, known_hosts_file)')
         return self
 
     @property
@@ -275,11 +378,18 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
         if not key.startswith(ENV_PREFIX):
             continue
         parts = key[len(ENV_PREFIX) :].split("__")
-        if parts[0] == "FEEDS" and len(parts) == 3:
+        if parts[0] == "FEEDS" and len(parts) in (3, 4):
             feed = by_env_name.get(f"FEEDS__{parts[1]}")
             if feed is None:
                 raise ConfigError(f"{key}: no configured feed matches {parts[1]!r}")
-            feed[parts[2].lower()] = value
+            if len(parts) == 4:  # a setting of the feed's sub-table, e.g. CDR_STREAM_FEEDS__X__SFTP__PASSWORD
+                table = feed.get(parts[2].lower())
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{key}: feed {parts[1]!r} has no [feeds.{parts[2].lower()}] table")
+                feed[parts[2].lower()] = table = dict(table)
+                table[parts[3].lower()] = value
+            else:
+                feed[parts[2].lower()] = value
         elif len(parts) == 2 and parts[0] in ("KAFKA", "TOPICS"):
             section = data.setdefault(parts[0].lower(), {})
             section[parts[1].lower()] = value

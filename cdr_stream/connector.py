@@ -21,10 +21,10 @@ from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
 from cdr_stream.logs import describe_error
-from cdr_stream.poller import FeedPoller, PollObserver
+from cdr_stream.poller import FeedPoller, HttpSource, PollObserver, Source
 from cdr_stream.presence import FeedPresence
 from cdr_stream.progress import ProgressLog
-from cdr_stream.state import read_offsets
+from cdr_stream.state import StoredOffset, read_offsets
 from cdr_stream.topics import prepare_topics
 from cdr_stream.writer import TransactionalWriter
 
@@ -91,19 +91,26 @@ class Connector:
                 await asyncio.wait_for(self._stopping.wait(), delay)
         return False
 
-    def _poller(self, feed: FeedSettings) -> FeedPoller:
+    def _source(self, feed: FeedSettings) -> Source:
+        if feed.source == "sftp":
+            from cdr_stream.sftp import SftpSource  # asyncssh (and its crypto) loads only when a feed needs it
+
+            return SftpSource(feed, self.observer)
         transport = self._transport_factory(feed) if self._transport_factory else None
+        return HttpSource(FeedClient(feed, transport), feed.max_rows_per_transaction)
+
+    def _poller(self, feed: FeedSettings) -> FeedPoller:
         kafka, topics = self.settings.kafka, self.settings.topics
 
-        async def load_offset() -> int:
+        async def load_state() -> StoredOffset:
             stored = (await read_offsets(kafka, topics.state)).get(feed.name)
-            return stored.last_id if stored else feed.initial_from_id
+            return stored or StoredOffset(feed.name, feed.initial_from_id)
 
         return FeedPoller(
             feed,
-            FeedClient(feed, transport),
+            self._source(feed),
             TransactionalWriter(kafka, topics, feed.name),
-            load_offset,
+            load_state,
             self.observer,
         )
 
@@ -148,7 +155,7 @@ class Connector:
                 await asyncio.wait(still_running, timeout=5)
         for poller in self.pollers:
             await poller.writer.stop()
-            await poller.client.close()
+            await poller.source.close()
         for presence in self._presences:
             await presence.stop()
         log.info("connector stopped")

@@ -95,3 +95,6 @@ class FeedHealth:
         status = self._heard(feed)
         if reason in KAFKA_REASONS:
             status.ready = False
+
+    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+        self._heard(feed)

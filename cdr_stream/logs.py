@@ -78,6 +78,8 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text", secrets: Ite
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
     # One line per request to /metrics and the probes would drown the connector's own lines.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # asyncssh logs every SFTP request at INFO; the SFTP source reports what matters itself.
+    logging.getLogger("asyncssh").setLevel(max(logging.getLevelName(level), logging.WARNING))
 
 
 def describe_error(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.process_collector import ProcessCollector
 
 from cdr_stream import __version__
+from cdr_stream.cdr_files import CHANGED, RENAMED, SHRUNK
 from cdr_stream.health import FeedHealth
 from cdr_stream.poller import PageReport
 
@@ -48,6 +49,8 @@ DEAD_LETTER_RULES: Final = (
     "other",
 )
 DROP_REASONS: Final = ("already_seen", "duplicate_in_answer")
+#: Why a file source skipped a file (cdr_files.py).
+FILE_ANOMALIES: Final = (CHANGED, SHRUNK, RENAMED, "other")
 #: Failures after which the transaction in flight was aborted or left in doubt.
 _ABORTING_REASONS: Final = frozenset({"commit_timeout", "commit_failed"})
 
@@ -154,6 +157,12 @@ class ConnectorMetrics:
         self.ready = Gauge(
             "cdr_stream_ready", "1 when the feed has loaded its offset and started its producer.", ["feed"], registry=r
         )
+        self.file_anomalies = Counter(
+            "cdr_stream_file_anomalies",
+            "Files an SFTP feed did not publish (again) because they changed, shrank or were renamed after commit.",
+            ["feed", "reason"],
+            registry=r,
+        )
         for feed in feeds:
             self._create_series(feed)
             self.ready.labels(feed).set_function(partial(_ready, health, feed))
@@ -177,6 +186,8 @@ class ConnectorMetrics:
             self.dead_lettered.labels(feed, rule)
         for reason in DROP_REASONS:
             self.dropped.labels(feed, reason)
+        for reason in FILE_ANOMALIES:
+            self.file_anomalies.labels(feed, reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -219,3 +230,6 @@ class ConnectorMetrics:
         self.consecutive_failures.labels(feed).set(consecutive)
         if reason in _ABORTING_REASONS:
             self.aborted.labels(feed).inc()
+
+    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+        self.file_anomalies.labels(feed, _bounded(reason, FILE_ANOMALIES)).inc()

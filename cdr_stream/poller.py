@@ -1,8 +1,11 @@
-"""The poll loop of one feed: ask, validate, commit, move the offset; catch up at once, then wait.
+"""The poll loop of one feed: ask the source, validate, commit, move the offset; catch up at once, then wait.
 
-The offset only moves after the transaction that carries it has committed. Any doubt about the Kafka
-side (a failed or timed-out commit) rebuilds the writer and re-reads the stored offset, so the loop
-always resumes from what Kafka really holds.
+The loop is the same whatever the rows come from (the web service, or files over SFTP): a `Source` turns
+one poll into batches of rows, each carrying the source's position after it, and the loop commits every
+batch in one transaction with that position and the new highest ID. The stored state only moves after
+the transaction that carries it has committed. Any doubt about the Kafka side (a failed or timed-out
+commit) rebuilds the writer and re-reads the stored state, so the loop always resumes from what Kafka
+really holds.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,12 +27,12 @@ from cdr_stream.config import FeedSettings
 from cdr_stream.feed import FeedClient, FeedError
 from cdr_stream.logs import describe_error
 from cdr_stream.records import ProcessedChunk, RecordProcessor
-from cdr_stream.state import StateReadError
+from cdr_stream.state import FilesPosition, StateReadError, StoredOffset
 from cdr_stream.writer import CommitUncertain, TransactionalWriter, WriteError, WriterFenced
 
 log = logging.getLogger(__name__)
 
-LoadOffset = Callable[[], Awaitable[int]]
+LoadState = Callable[[], Awaitable[StoredOffset]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,45 @@ class PollObserver(Protocol):
 
     def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None: ...
 
+    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+        """A file source met a file it will not (re-)publish as listed: changed after commit, renamed..."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Rows of one poll, committed together, and the source's position once they are committed.
+
+    `files` is the whole position of a file source after these rows; None for the web service, whose
+    position is the highest ID alone.
+    """
+
+    rows: list[Any]
+    files: FilesPosition | None = None
+
+
+class Source(Protocol):
+    """Where a feed's rows come from. Raises FeedError (retryable or not) for every way a poll can fail."""
+
+    def batches(self, state: StoredOffset) -> AsyncGenerator[Batch, None]:
+        """One poll: the rows after the committed `state`, batch by batch (at most one batch held at once)."""
+
+    async def close(self) -> None: ...
+
+
+class HttpSource:
+    """The billing feed web service: one query from the stored highest ID, its answer in chunks."""
+
+    def __init__(self, client: FeedClient, chunk_rows: int) -> None:
+        self.client = client
+        self._chunk_rows = chunk_rows
+
+    async def batches(self, state: StoredOffset) -> AsyncGenerator[Batch, None]:
+        async for rows in self.client.row_chunks(state.last_id, chunk_rows=self._chunk_rows):
+            yield Batch(rows)
+
+    async def close(self) -> None:
+        await self.client.close()
+
 
 class ObserverGroup:
     """Tells several observers, in order (the log, the metrics, the health checks)."""
@@ -83,6 +125,10 @@ class ObserverGroup:
         for observer in self.observers:
             observer.poll_failed(feed, reason=reason, message=message, retry_in=retry_in, consecutive=consecutive)
 
+    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+        for observer in self.observers:
+            observer.file_anomaly(feed, name=name, reason=reason, message=message)
+
 
 class FeedPoller:
     """Runs one feed until `stopping` is set; raises only what a restart cannot fix (auth, fencing)."""
@@ -90,23 +136,28 @@ class FeedPoller:
     def __init__(
         self,
         settings: FeedSettings,
-        client: FeedClient,
+        source: Source,
         writer: TransactionalWriter,
-        load_offset: LoadOffset,
+        load_state: LoadState,
         observer: PollObserver,
         processor: RecordProcessor | None = None,
     ) -> None:
         self.settings = settings
-        self.client = client
+        self.source = source
         self.writer = writer
-        self._load_offset = load_offset
+        self._load_state = load_state
         self.observer = observer
         self.processor = processor or RecordProcessor(settings.name)
-        self.last_id: int | None = None
+        #: What Kafka holds for this feed; None until read, and again after any doubt about it.
+        self.state: StoredOffset | None = None
 
     @property
     def feed(self) -> str:
         return self.settings.name
+
+    @property
+    def last_id(self) -> int | None:
+        return self.state.last_id if self.state is not None else None
 
     async def run(self, stopping: asyncio.Event) -> None:
         failures = 0
@@ -126,7 +177,7 @@ class FeedPoller:
                 wait = self._failed(_kafka_reason(exc), describe_error(exc), failures, None)
                 # Whatever Kafka holds now is the truth: rebuild the producer and re-read the offset.
                 await self.writer.stop()
-                self.last_id = None
+                self.state = None
             else:
                 failures = 0
                 wait = 0.0 if advanced else self.settings.poll_interval_seconds
@@ -146,45 +197,47 @@ class FeedPoller:
     async def _ensure_ready(self) -> None:
         if not self.writer.started:
             await self.writer.start()  # fences any older writer of this feed before the offset is read
-        if self.last_id is None:
-            self.last_id = await self._load_offset()
-            self.observer.offset_loaded(self.feed, self.last_id)
+        if self.state is None:
+            self.state = await self._load_state()
+            self.observer.offset_loaded(self.feed, self.state.last_id)
 
     async def poll_once(self, stopping: asyncio.Event) -> bool:
-        """One query, committed chunk by chunk. True when the offset moved (there may be more)."""
-        assert self.last_id is not None
-        from_id = self.last_id
+        """One poll, committed batch by batch. True when the position moved (there may be more)."""
+        before = self.state
+        assert before is not None
         started = time.monotonic()
         rows_seen = 0
-        chunks = self.client.row_chunks(from_id, chunk_rows=self.settings.max_rows_per_transaction)
-        async with aclosing(chunks):
-            # A stop abandons the query between transactions: what was not committed is asked for again.
-            while (rows := await _next_unless_stopping(chunks, stopping)) is not None:
-                rows_seen += len(rows)
-                chunk = self.processor.process_chunk(rows, floor_id=self.last_id)
-                await self._commit(chunk)
-        advanced = self.last_id > from_id
+        batches = self.source.batches(before)
+        async with aclosing(batches):
+            # A stop abandons the poll between transactions: what was not committed is asked for again.
+            while (batch := await _next_unless_stopping(batches, stopping)) is not None:
+                rows_seen += len(batch.rows)
+                assert self.state is not None
+                chunk = self.processor.process_chunk(batch.rows, floor_id=self.state.last_id)
+                await self._commit(chunk, batch.files)
+        assert self.state is not None
+        advanced = self.state.last_id > before.last_id or self.state.files != before.files
         self.observer.poll_finished(self.feed, seconds=time.monotonic() - started, rows=rows_seen, advanced=advanced)
         return advanced
 
-    async def _commit(self, chunk: ProcessedChunk) -> None:
-        assert self.last_id is not None
-        new_last = max(self.last_id, chunk.max_id or 0)
-        if new_last == self.last_id and not chunk.dead_letters:
+    async def _commit(self, chunk: ProcessedChunk, files: FilesPosition | None) -> None:
+        state = self.state
+        assert state is not None
+        new_last = max(state.last_id, chunk.max_id or 0)
+        if new_last == state.last_id and not chunk.dead_letters and files == state.files:
             if chunk.dropped_seen or chunk.dropped_duplicate:
-                self._report(chunk, new_last, 0.0, committed=False)
+                self._report(chunk, state.last_id, new_last, 0.0, committed=False)
             return
         started = time.monotonic()
-        await self.writer.commit(chunk, new_last)
-        self._report(chunk, new_last, time.monotonic() - started, committed=True)
-        self.last_id = new_last
+        await self.writer.commit(chunk, new_last, files=files)
+        self._report(chunk, state.last_id, new_last, time.monotonic() - started, committed=True)
+        self.state = StoredOffset(self.feed, new_last, files=files)
 
-    def _report(self, chunk: ProcessedChunk, new_last: int, seconds: float, *, committed: bool) -> None:
-        assert self.last_id is not None
+    def _report(self, chunk: ProcessedChunk, from_id: int, new_last: int, seconds: float, *, committed: bool) -> None:
         self.observer.page_committed(
             self.feed,
             PageReport(
-                from_id=self.last_id,
+                from_id=from_id,
                 last_id=new_last,
                 events=len(chunk.events),
                 dead_letters=len(chunk.dead_letters),
@@ -210,11 +263,11 @@ def _kafka_reason(exc: BaseException) -> str:
     return "kafka"
 
 
-async def _next_unless_stopping(chunks: AsyncIterator[list[Any]], stopping: asyncio.Event) -> list[Any] | None:
-    """The next chunk of the answer; None at its end, or as soon as a stop is requested."""
+async def _next_unless_stopping(batches: AsyncIterator[Batch], stopping: asyncio.Event) -> Batch | None:
+    """The next batch of the poll; None at its end, or as soon as a stop is requested."""
     if stopping.is_set():
         return None
-    fetch = asyncio.ensure_future(anext(chunks, None))
+    fetch = asyncio.ensure_future(anext(batches, None))
     stop = asyncio.ensure_future(stopping.wait())
     try:
         await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)

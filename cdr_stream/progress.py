@@ -18,6 +18,7 @@ class FeedTotals:
     dead_lettered: int = 0
     dropped: int = 0
     errors: int = 0
+    file_anomalies: int = 0
     last_id: int | None = None
 
 
@@ -83,3 +84,7 @@ class ProgressLog:
             retry_in,
             extra={"feed": feed, "reason": reason, "consecutive": consecutive, "retry_in_seconds": round(retry_in, 2)},
         )
+
+    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+        self.totals[feed].file_anomalies += 1
+        log.warning("feed %s: %s", feed, message, extra={"feed": feed, "file": name, "reason": reason})

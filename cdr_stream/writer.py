@@ -26,7 +26,7 @@ from cdr_stream.records import (
     HEADER_SCHEMA_VERSION,
     ProcessedChunk,
 )
-from cdr_stream.state import StoredOffset
+from cdr_stream.state import FilesPosition, StoredOffset
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,14 @@ class TransactionalWriter:
             self._partition_of_key[key] = partition
         return partition
 
-    async def commit(self, chunk: ProcessedChunk, last_id: int) -> None:
-        """Publish the chunk's events and dead letters and store `last_id`, all or nothing."""
+    async def commit(self, chunk: ProcessedChunk, last_id: int, *, files: FilesPosition | None = None) -> None:
+        """Publish the chunk's events and dead letters and store `last_id` (and `files`), all or nothing."""
         producer = self._producer
         if producer is None:
             raise WriteError("the writer is not started")
         try:
             async with asyncio.timeout(self._kafka.commit_timeout_seconds):
-                await self._transaction(producer, chunk, last_id)
+                await self._transaction(producer, chunk, StoredOffset.now(self.feed, last_id, files))
         except TimeoutError:
             raise CommitUncertain(
                 f"the transaction did not complete within {self._kafka.commit_timeout_seconds:g} s"
@@ -131,7 +131,7 @@ class TransactionalWriter:
         except KafkaError as exc:
             raise WriteError(f"the transaction failed: {describe_error(exc)}") from None
 
-    async def _transaction(self, producer: AIOKafkaProducer, chunk: ProcessedChunk, last_id: int) -> None:
+    async def _transaction(self, producer: AIOKafkaProducer, chunk: ProcessedChunk, state: StoredOffset) -> None:
         await producer.begin_transaction()
         try:
             deliveries = await self._send_events(producer, chunk)
@@ -140,7 +140,6 @@ class TransactionalWriter:
                 deliveries.append(
                     await producer.send(self._topics.dead_letter, letter.value, key=letter.key, headers=headers)
                 )
-            state = StoredOffset.now(self.feed, last_id)
             deliveries.append(await producer.send(self._topics.state, state.encode(), key=self.feed.encode()))
             # Every delivery's outcome is collected, so a failed one surfaces here, not as an opaque commit error.
             outcomes = await asyncio.gather(*deliveries, return_exceptions=True)

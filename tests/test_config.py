@@ -126,10 +126,10 @@ def test_load_settings_reads_toml_and_reports_syntax_errors(tmp_path: Path) -> N
 
 
 def test_the_readme_documents_every_setting() -> None:
-    from cdr_stream.config import FeedSettings, KafkaSettings, Settings, TopicSettings
+    from cdr_stream.config import FeedSettings, KafkaSettings, Settings, SftpSettings, TopicSettings
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for model in (Settings, FeedSettings, KafkaSettings, TopicSettings):
+    for model in (Settings, FeedSettings, SftpSettings, KafkaSettings, TopicSettings):
         for name in model.model_fields:
             assert f"`{name}`" in readme, f"README.md does not document the setting {name!r}"
 
@@ -138,3 +138,72 @@ def test_a_problem_with_a_whole_feed_gets_no_misleading_hint() -> None:
     message = error_of(minimal(password_env="CDR_STREAM_TEST_SURELY_UNSET"))
     assert "feeds[0]: password_env names the environment variable" in message
     assert "at least one [[feeds]] table" not in message
+
+
+def sftp_feed(tmp_path: Path, **sftp: Any) -> dict[str, Any]:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("[sftp.example]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n")
+    table: dict[str, Any] = {
+        "host": "sftp.example",
+        "port": 2222,
+        "username": "812",
+        "known_hosts_file": str(known_hosts),
+    }
+    table.update(sftp)
+    return {"feeds": [{"name": "files", "source": "sftp", "sftp": table}]}
+
+
+def test_an_sftp_feed_needs_no_url_and_keeps_its_password_secret(tmp_path: Path) -> None:
+    settings = parse_settings(sftp_feed(tmp_path, password=SECRET), {})
+    sftp = settings.feeds[0].sftp
+    assert sftp is not None and sftp.password_secret == SECRET and sftp.directory == "."
+    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+    overridden = parse_settings(
+        sftp_feed(tmp_path, password="old"), {"CDR_STREAM_FEEDS__FILES__SFTP__PASSWORD": SECRET}
+    )
+    assert overridden.feeds[0].sftp is not None and overridden.feeds[0].sftp.password_secret == SECRET
+
+
+def test_an_sftp_feed_may_log_in_with_a_key_and_its_passphrase_file(tmp_path: Path) -> None:
+    key, passphrase = tmp_path / "id_ed25519", tmp_path / "passphrase"
+    key.write_text("a key")
+    passphrase.write_text(SECRET + "\n")
+    sftp = parse_settings(sftp_feed(tmp_path, private_key_file=str(key), passphrase_file=str(passphrase)), {})
+    settings = sftp.feeds[0].sftp
+    assert settings is not None and settings.passphrase_secret == SECRET and settings.password_secret is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({}, "feeds[0].sftp", "no credentials"),
+        ({"password": "p", "known_hosts_file": "/nonexistent/known_hosts"}, "feeds[0].sftp", "known_hosts_file"),
+        ({"password": "p", "known_hosts_file": None}, "feeds[0].sftp.known_hosts_file", ""),
+        ({"password": "p", "file_pattern": r"cdr_\d{8}\.csv"}, "feeds[0].sftp.file_pattern", "stamp"),
+        ({"password": "p", "file_pattern": "cdr_(("}, "feeds[0].sftp.file_pattern", "regular expression"),
+        ({"password": "p", "passphrase": "x"}, "feeds[0].sftp", "no private_key_file"),
+        ({"password": "p", "port": 0}, "feeds[0].sftp.port", ""),
+        ({"password": "p", "host": ""}, "feeds[0].sftp.host", ""),
+    ],
+)
+def test_a_bad_sftp_table_names_the_field(tmp_path: Path, changes: dict[str, Any], field: str, words: str) -> None:
+    data = sftp_feed(tmp_path, **changes)
+    table = data["feeds"][0]["sftp"]
+    data["feeds"][0]["sftp"] = {key: value for key, value in table.items() if value is not None}
+    message = error_of(data)
+    assert f"  {field}: " in message and words in message, message
+
+
+def test_web_service_settings_on_an_sftp_feed_are_refused(tmp_path: Path) -> None:
+    data = sftp_feed(tmp_path, password="p")
+    data["feeds"][0].update(url="https://x/feed.php", password="p")
+    message = error_of(data)
+    assert "feeds[0]: url, password: only for source" in message
+
+
+def test_source_and_table_must_agree(tmp_path: Path) -> None:
+    assert "needs a [feeds.sftp] table" in error_of({"feeds": [{"name": "f", "source": "sftp"}]})
+    data = minimal(password=SECRET)
+    data["feeds"][0]["sftp"] = sftp_feed(tmp_path, password="p")["feeds"][0]["sftp"]
+    assert "only belongs to a feed with source" in error_of(data)
+    assert "feeds[0].url: Field required" in error_of({"feeds": [{"name": "f", "login": "l", "password": "p"}]})

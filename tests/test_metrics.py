@@ -64,6 +64,8 @@ def test_every_series_exists_at_zero_from_the_start() -> None:
             assert ours[("cdr_stream_records_dead_lettered_total", (("feed", feed), ("rule", rule)))] == 0
         for reason in ("already_seen", "duplicate_in_answer"):
             assert ours[("cdr_stream_records_dropped_total", (("feed", feed), ("reason", reason)))] == 0
+        for reason in ("changed", "shrunk", "renamed"):
+            assert ours[("cdr_stream_file_anomalies_total", (("feed", feed), ("reason", reason)))] == 0
     build = [key for key in ours if key[0] == "cdr_stream_build_info"]
     assert len(build) == 1 and ours[build[0]] == 1
     assert any(name == "process_start_time_seconds" for name, _ in samples)
@@ -144,3 +146,11 @@ def test_two_instances_keep_separate_registries() -> None:
     second, _ = _metrics()
     first.poll_finished("east", seconds=0.1, rows=3, advanced=True)
     assert _value(second, "cdr_stream_records_fetched_total", feed="east") == 0
+
+
+def test_file_anomalies_are_counted_by_reason() -> None:
+    metrics, _ = _metrics()
+    metrics.file_anomaly("west", name="cdr_20261124.json", reason="renamed", message="m")
+    metrics.file_anomaly("west", name="x", reason="odd", message="m")
+    assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="renamed") == 1
+    assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="other") == 1

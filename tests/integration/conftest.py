@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cdr_stream.config import KafkaSettings, TopicSettings
+from tests.integration.sshd import SshdError, SshServer, start_sshd, stop_sshd
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "dev" / "kafka" / "broker"
@@ -69,3 +70,14 @@ async def cleanup_topics(kafka: KafkaSettings, topics: TopicSettings) -> AsyncIt
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH server on a loopback port (see sshd.py); fails, never skips, when it cannot start."""
+    try:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    except SshdError as exc:
+        pytest.fail(f"the test sshd could not be started: {exc}", pytrace=False)
+    yield server
+    stop_sshd(server)

@@ -134,6 +134,14 @@ def write_config(path: Path, settings: Settings) -> Path:
         f"max_rows_per_transaction = {feed.max_rows_per_transaction}",
         f"backoff_initial_seconds = {feed.backoff_initial_seconds}",
         f"backoff_max_seconds = {feed.backoff_max_seconds}",
+    ]
+    return write_toml(path, lines, settings)
+
+
+def write_toml(path: Path, feed_lines: list[str], settings: Settings) -> Path:
+    """A configuration file: the feed's TOML lines, then the settings' Kafka and topics tables."""
+    lines = [
+        *feed_lines,
         "[kafka]",
         f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
         "[topics]",
