@@ -103,6 +103,16 @@ app.kubernetes.io/component: connector
 {{- default (printf "job=%q,namespace=%q" (include "cdr-stream.fullname" .) .Release.Namespace) .Values.prometheusRule.selector }}
 {{- end }}
 
+{{/* An alert's `for` and labels: its severity and prometheusRule.additionalLabels. */}}
+{{- define "cdr-stream.alertForAndLabels" -}}
+for: {{ .alert.for }}
+labels:
+  severity: {{ .alert.severity }}
+  {{- with .extra }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
 {{/*
 What the schema cannot say: relations between values. Each failure names the value and the fix.
 */}}
