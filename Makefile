@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck test test-unit demo kafka-up kafka-down bench clean
+.PHONY: help venv lint typecheck ops-check test test-unit demo kafka-up kafka-down bench clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
-	@echo "make test       lint, type check and the whole test suite (starts the broker if needed)"
+	@echo "make test       lint, type check, the deployment checks and the whole test suite (starts the broker)"
+	@echo "make ops-check  Helm chart, alert rules and tests, dashboard, Dockerfile and lock checks (dev/ops/check)"
 	@echo "make test-unit  the tests that need no broker"
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
@@ -28,7 +29,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: lint typecheck
+# The chart, alerts and Dockerfile checks; they install helm and promtool themselves on the first run.
+ops-check: venv
+	dev/ops/check
+
+test: lint typecheck ops-check
 	dev/kafka/broker fetch
 	dev/sshd/install
 	$(BIN)/pytest
