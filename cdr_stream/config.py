@@ -340,10 +340,12 @@ class Settings(_Model):
 
     def secrets(self) -> list[str]:
         """Every password in this configuration, for the log redaction."""
-        found = [feed.secret for feed in self.feeds]
-        if self.kafka.sasl_password is not None:
-            found.append(self.kafka.sasl_password.get_secret_value())
-        return found
+        secrets = [self.kafka.sasl_password]
+        for feed in self.feeds:
+            secrets.append(feed.password)
+            if feed.sftp is not None:
+                secrets += [feed.sftp.password, feed.sftp.passphrase]
+        return [secret.get_secret_value() for secret in secrets if secret is not None]
 
     def warnings(self) -> list[str]:
         """Things that are allowed but probably wrong."""

@@ -162,6 +162,7 @@ def test_an_sftp_feed_needs_no_url_and_keeps_its_password_secret(tmp_path: Path)
         sftp_feed(tmp_path, password="old"), {"CDR_STREAM_FEEDS__FILES__SFTP__PASSWORD": SECRET}
     )
     assert overridden.feeds[0].sftp is not None and overridden.feeds[0].sftp.password_secret == SECRET
+    assert overridden.secrets() == [SECRET], "the log redaction knows the sftp password"
 
 
 def test_an_sftp_feed_may_log_in_with_a_key_and_its_passphrase_file(tmp_path: Path) -> None:
@@ -171,6 +172,7 @@ def test_an_sftp_feed_may_log_in_with_a_key_and_its_passphrase_file(tmp_path: Pa
     sftp = parse_settings(sftp_feed(tmp_path, private_key_file=str(key), passphrase_file=str(passphrase)), {})
     settings = sftp.feeds[0].sftp
     assert settings is not None and settings.passphrase_secret == SECRET and settings.password_secret is None
+    assert sftp.secrets() == [SECRET]
 
 
 @pytest.mark.parametrize(
