@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck test test-unit demo kafka-up kafka-down bench clean
+.PHONY: help venv lint typecheck test test-unit demo kafka-up kafka-down bench bench-parse clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
 	@echo "make test       lint, type check and the whole test suite (starts the broker if needed)"
 	@echo "make test-unit  the tests that need no broker"
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
+	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
 
 $(STAMP): pyproject.toml
@@ -40,6 +41,9 @@ demo: venv
 
 bench: venv
 	$(BIN)/python dev/bench/catchup.py
+
+bench-parse: venv
+	$(BIN)/python dev/bench/parse_formats.py
 
 kafka-up: venv
 	dev/kafka/broker start

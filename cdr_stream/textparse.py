@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from operator import itemgetter
 from typing import Any, Final, Literal
 
@@ -27,25 +27,28 @@ _READ_SIZE: Final = 256 * 1024
 #: The longest record (all its lines) held while waiting for its end; beyond it the answer is refused.
 MAX_RECORD_CHARS: Final = 1024 * 1024
 # Line breaks str.splitlines honours besides \r\n, \r and \n; inside a field they must not split a record.
-_OTHER_BREAKS: Final = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_OTHER_BREAKS: Final = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _LINE: Final = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+# A line that closes any quoted field left open: the probe that tells a whole record from a cut one.
+_CLOSE_QUOTE: Final = '"\n'
+
+Row = dict[str, str] | MalformedRow
 
 
 def _split_lines(text: str) -> list[str]:
     """The lines of `text` (which ends with a line end), each with its line end: \r\n, \r or \n."""
-    if _OTHER_BREAKS.search(text) is None:
+    if not any(mark in text for mark in _OTHER_BREAKS):
         return text.splitlines(keepends=True)  # several times faster, and the same lines here
     return _LINE.findall(text)
 
 
 class _Header:
-    """The answer's columns: which names to keep, and how to turn one record into a row."""
+    """The answer's columns: their names, and which of them have a name to key values on."""
 
-    def __init__(self, values: list[str], first_line: str) -> None:
+    def __init__(self, values: list[str], line: str) -> None:
         names = [value.strip() for value in values]
-        known = [name for name in names if name in FEED_FIELDS]
-        if not known:
-            shown = describe_body(first_line.encode())
+        if not any(name in FEED_FIELDS for name in names):
+            shown = describe_body(line.encode())
             raise AnswerFormatError("missing_header", f"the answer does not start with a header row: {shown}")
         doubled = sorted({name for name in names if name and names.count(name) > 1})
         if doubled:
@@ -62,14 +65,7 @@ class _Header:
         # A column without a name (a trailing separator) has nothing to key its values on.
         kept = [index for index, name in enumerate(names) if name]
         self.names = [names[index] for index in kept]
-        self._select = None if len(kept) == len(names) else itemgetter(*kept)
-
-    def row(self, values: list[str], line: int) -> dict[str, str] | MalformedRow:
-        if len(values) != self.width:
-            return MalformedRow(values, f"line {line}: {len(values)} values for the {self.width} columns of the header")
-        if self._select is None:
-            return dict(zip(self.names, values, strict=True))
-        return dict(zip(self.names, self._select(values), strict=True))
+        self.select = None if len(kept) == len(names) else itemgetter(*kept)
 
 
 class TextRowParser:
@@ -82,7 +78,7 @@ class TextRowParser:
         self._line = 0  # lines handed to the csv module so far, for error messages
         self._header: _Header | None = None
 
-    def feed(self, piece: bytes, *, final: bool = False) -> list[dict[str, str] | MalformedRow]:
+    def feed(self, piece: bytes, *, final: bool = False) -> list[Row]:
         try:
             text = self._pending + self._decoder.decode(piece, final)
         except UnicodeDecodeError as exc:
@@ -95,9 +91,9 @@ class TextRowParser:
                 text += "\n"
             cut = len(text)
         else:
-            cut = text.rfind("\n") + 1
+            cut = max(text.rfind("\n"), text.rfind("\r")) + 1  # a \r\n cut in two leaves a blank line
         complete, self._pending = text[:cut], text[cut:]
-        rows: list[dict[str, str] | MalformedRow] = []
+        rows: list[Row] = []
         if complete:
             open_record = self._parse(complete, rows)
             if open_record:
@@ -112,38 +108,42 @@ class TextRowParser:
             )
         return rows
 
-    def _parse(self, text: str, rows: list[dict[str, str] | MalformedRow]) -> str:
-        """Parse the complete lines of `text` into `rows`; return the lines of a record still open at its end."""
+    def _parse(self, text: str, rows: list[Row]) -> str:
+        """Parse the whole records of `text` into `rows`; return the lines of a record still open at its end."""
         lines = _split_lines(text)
-        exhausted = False
-
-        def source() -> Iterator[str]:
-            nonlocal exhausted
-            yield from lines
-            exhausted = True
-
-        reader = csv.reader(source(), delimiter=self._delimiter)
+        last = len(lines)
+        reader = csv.reader(lines, delimiter=self._delimiter)
         consumed = 0
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                # Lines end at every line break, so what is left is a quoted field beyond the csv field limit.
-                raise AnswerFormatError("invalid_text", f"line {self._line + consumed + 1}: {exc}") from None
-            if exhausted:  # the csv module ran out of lines inside a quoted field
-                break
-            start, consumed = consumed, reader.line_num
-            if not values:
-                continue  # a blank line
-            if self._header is None:
-                self._header = _Header(values, lines[start])
-            else:
-                line = self._line + start + 1
-                rows.append(self._header.row(values, line))
+        header = self._header
+        append = rows.append
+        try:
+            for values in reader:
+                start, consumed = consumed, reader.line_num
+                # Only a record that reaches the last line can be cut off (a quoted field still open).
+                if consumed == last and not self._closed(lines[start:]):
+                    consumed = start
+                    break
+                if header is not None and len(values) == header.width:
+                    select = header.select
+                    append(dict(zip(header.names, values if select is None else select(values), strict=False)))
+                elif not values:
+                    continue  # a blank line
+                elif header is None:
+                    header = self._header = _Header(values, lines[start])
+                else:
+                    reason = f"line {self._line + start + 1}: {len(values)} values for the {header.width} columns"
+                    append(MalformedRow(values, reason + " of the header"))
+        except csv.Error as exc:
+            # Lines end at every line break, so this is a quoted field beyond the csv module's field limit.
+            raise AnswerFormatError("invalid_text", f"line {self._line + consumed + 1}: {exc}") from None
         self._line += consumed
         return "".join(lines[consumed:])
+
+    def _closed(self, record: list[str]) -> bool:
+        """Whether these lines hold one whole record: if a quoted field is still open, the probe line is read too."""
+        probe = csv.reader([*record, _CLOSE_QUOTE], delimiter=self._delimiter)
+        next(probe)
+        return probe.line_num == len(record)
 
 
 async def text_row_chunks(

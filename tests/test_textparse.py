@@ -181,3 +181,8 @@ async def test_memory_stays_bounded_on_a_large_streamed_answer() -> None:
 def test_the_header_names_every_contract_field_the_simulator_sends() -> None:
     (row,) = TextRowParser("pipe").feed(simulated_body("pipe", 1), final=True)
     assert tuple(row) == FEED_FIELDS
+
+
+async def test_old_style_cr_line_ends_are_read_too() -> None:
+    body = f"{HEADER}\r1,812,2024-04-05 22:11:12,1,1\r2,812,2024-04-05 22:11:12,1,1\r".encode()
+    assert [row["ID"] for row in await rows_of(body, piece=4)] == ["1", "2"]
