@@ -72,7 +72,8 @@ class FeedSettings(_Model):
     password_env: str | None = Field(default=None, description="name of an environment variable with the password")
     password_file: Path | None = Field(default=None, description="path of a file holding the password")
     format: AnswerFormat = Field(
-        default="json", description="the answer format to ask for: json, csv, txt (tab) or pipe; the same events"
+        default="json",
+        description="the answer format to ask for: json, csv, txt (tab) or pipe; all give the same events",
     )
     callsonly: bool = Field(default=False, description="send callsonly=1 (calls only, no service fees)")
     servicesonly: bool = Field(default=False, description="send servicesonly=1 (service fees only)")
