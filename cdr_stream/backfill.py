@@ -312,7 +312,7 @@ class Backfill:
     async def _load(self) -> BackfillProgress:
         """The stored progress of this run; a fresh one (committed at once) when there is none or on restart."""
         key = self.identity.state_key
-        stored_value = (await read_state(self.settings.kafka, self.topics.state, key.__eq__)).get(key)
+        stored_value = (await read_state(self.settings.kafka, self.topics.state, lambda found: found == key)).get(key)
         stored = BackfillProgress.decode(stored_value) if stored_value is not None else None
         if stored is not None and stored.hours != len(self._hours):
             raise BackfillError(
