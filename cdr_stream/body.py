@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Final, Literal
 
 #: The answer formats the contract names: a JSON array, or a header row and rows separated by "," "\t" or "|".
 AnswerFormat = Literal["json", "csv", "txt", "pipe"]
+TextFormat = Literal["csv", "txt", "pipe"]
+TEXT_DELIMITERS: Final[dict[str, str]] = {"csv": ",", "txt": "\t", "pipe": "|"}
 #: Reads up to `size` bytes of a body; b"" at its end.
 Read = Callable[[int], Awaitable[bytes]]
 

@@ -14,14 +14,11 @@ import csv
 import re
 from collections.abc import AsyncGenerator
 from operator import itemgetter
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from cdr_stream.body import AnswerFormatError, Read, describe_body
+from cdr_stream.body import TEXT_DELIMITERS, AnswerFormatError, Read, TextFormat, describe_body
 from cdr_stream.fields import FEED_FIELDS
 from cdr_stream.records import ROW_SCHEMA_FILE, MalformedRow, load_schema
-
-TextFormat = Literal["csv", "txt", "pipe"]
-DELIMITERS: Final[dict[str, str]] = {"csv": ",", "txt": "\t", "pipe": "|"}
 
 _READ_SIZE: Final = 256 * 1024
 #: The longest record (all its lines) held while waiting for its end; beyond it the answer is refused.
@@ -72,7 +69,7 @@ class TextRowParser:
     """Feeds on pieces of a text body and returns the rows each completes (the first record is the header)."""
 
     def __init__(self, fmt: TextFormat) -> None:
-        self._delimiter = DELIMITERS[fmt]
+        self._delimiter = TEXT_DELIMITERS[fmt]
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()  # drops a leading BOM
         self._pending = ""
         self._line = 0  # lines handed to the csv module so far, for error messages
