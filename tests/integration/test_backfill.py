@@ -120,7 +120,8 @@ async def test_a_topic_of_its_own_an_empty_window_a_finished_run_and_a_restart(
     config = SimulatorConfig(password=PASSWORD, records=8000, page_size=500, invalid_rate=0.02)
     try:
         async with FeedSimulator(config) as sim:
-            settings = settings_for(sim, kafka, topics, max_rows_per_transaction=400)
+            # Pipe answers: a backfill reads every format the feed may be configured for.
+            settings = settings_for(sim, kafka, topics, max_rows_per_transaction=400, format="pipe")
             await set_live_offset(settings)
             run_topics = replay_topics(settings.topics, replay)
             feed = settings.feeds[0]
