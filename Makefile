@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck ops-check test test-unit demo kafka-up kafka-down bench clean
+.PHONY: help venv lint typecheck ops-check test test-unit demo kafka-up kafka-down bench bench-parse clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
@@ -12,6 +12,7 @@ help:
 	@echo "make ops-check  Helm chart, alert rules and tests, dashboard, Dockerfile and lock checks (dev/ops/check)"
 	@echo "make test-unit  the tests that need no broker"
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
+	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
 
 $(STAMP): pyproject.toml
@@ -46,6 +47,9 @@ demo: venv
 
 bench: venv
 	$(BIN)/python dev/bench/catchup.py
+
+bench-parse: venv
+	$(BIN)/python dev/bench/parse_formats.py
 
 kafka-up: venv
 	dev/kafka/broker start

@@ -1,4 +1,4 @@
-"""The `cdr-stream` command: run, simulate, state show, state set. Thin: it parses and delegates."""
+"""The `cdr-stream` command: run, backfill, simulate, state show, state set. Thin: it parses and delegates."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from aiokafka.errors import KafkaError
 
 from cdr_stream import __version__
-from cdr_stream.config import ConfigError, Settings, load_settings
+from cdr_stream.backfill import Backfill, BackfillError, BackfillWindow, parse_day, parse_hour, replay_topics
+from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, load_settings
 from cdr_stream.connector import Connector
 from cdr_stream.endpoints import EndpointError, Endpoints
 from cdr_stream.health import FeedHealth
@@ -22,7 +25,7 @@ from cdr_stream.logs import configure_logging, describe_error
 from cdr_stream.metrics import ConnectorMetrics
 from cdr_stream.poller import ObserverGroup
 from cdr_stream.presence import SESSION_TIMEOUT_MS, presence_group, running_members
-from cdr_stream.progress import ProgressLog
+from cdr_stream.progress import BackfillReport, ProgressLog
 from cdr_stream.records import ProcessedChunk
 from cdr_stream.state import StateReadError, read_offsets
 from cdr_stream.topics import TopicSetupError, prepare_topics
@@ -46,6 +49,22 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+T = TypeVar("T")
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser that raises ValueError with a message for people."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cdr_stream.simulator import cli as simulator_cli
 
@@ -55,6 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="stream every configured feed into Kafka until SIGTERM")
     _add_config(run)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="publish a past window of one feed again, hour by hour, marked as replayed",
+        description="Ask the feed for the rows of a past window (its date/hour parameters, one hour at a "
+        "time) and publish them again with a cdr-replay header, exactly once per run. The feed's own offset "
+        "is not touched. Run the same command again to resume after a crash or a stop.",
+    )
+    _add_config(backfill)
+    backfill.add_argument("--feed", required=True, help="the feed name, as configured")
+    backfill.add_argument(
+        "--date", required=True, type=_argument(parse_day), help="the provider-local day to replay, YYYY-MM-DD"
+    )
+    backfill.add_argument("--hour", type=_argument(parse_hour), help="only this hour (0 to 23) of --date")
+    backfill.add_argument(
+        "--to-date", type=_argument(parse_day), help="replay every day from --date to this one (inclusive)"
+    )
+    backfill.add_argument("--topic", help="publish the events to this topic instead of the events topic")
+    backfill.add_argument(
+        "--restart", action="store_true", help="start the window over as a new run even if an earlier run finished"
+    )
 
     simulate = commands.add_parser("simulate", help="serve a simulated billing feed (development, tests, demo)")
     simulator_cli.add_arguments(simulate)
@@ -87,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning(warning)
     if args.command == "run":
         return asyncio.run(run_connector(settings))
+    if args.command == "backfill":
+        return run_backfill(settings, args)
     if args.state_command == "show":
         return asyncio.run(show_state(settings))
     return asyncio.run(set_state(settings, args.feed, args.last_id))
@@ -114,6 +156,49 @@ async def run_connector(settings: Settings) -> int:
     finally:
         await connector.stop()
         await endpoints.stop()
+    return EXIT_OK
+
+
+def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        feed = settings.feed(args.feed)
+        window = BackfillWindow(args.date, args.to_date or args.date, args.hour)
+        warning = window.check_against(datetime.now(UTC))
+        topics = replay_topics(settings.topics, args.topic)
+    except (ConfigError, ValueError) as exc:
+        print(f"cdr-stream: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if warning:
+        log.warning("%s", warning)
+    report = BackfillReport(sys.stderr if sys.stderr.isatty() else None)
+    return asyncio.run(_backfill(settings, feed, window, report, topics, args.restart))
+
+
+async def _backfill(
+    settings: Settings,
+    feed: FeedSettings,
+    window: BackfillWindow,
+    report: BackfillReport,
+    topics: TopicSettings,
+    restart: bool,
+) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # What was committed stays committed, with its progress; a commit cut short is aborted.
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await Backfill(settings, feed, window, report, topics=topics, restart=restart).run()
+    except asyncio.CancelledError:
+        log.error("backfill stopped before its end; run the same command again to resume")
+        return EXIT_FAILED
+    except BackfillError as exc:
+        log.error("backfill stopped: %s", exc)
+        return EXIT_FAILED
+    except (TopicSetupError, KafkaError, OSError) as exc:
+        log.error("backfill failed: %s; run the same command again to resume", describe_error(exc))
+        return EXIT_FAILED
     return EXIT_OK
 
 

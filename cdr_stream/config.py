@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from cdr_stream.body import AnswerFormat
+
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "CDR_STREAM_"
@@ -145,7 +147,10 @@ class FeedSettings(_Model):
     password: SecretStr | None = Field(default=None, description="the feed password (prefer password_file)")
     password_env: str | None = Field(default=None, description="name of an environment variable with the password")
     password_file: Path | None = Field(default=None, description="path of a file holding the password")
-    format: Literal["json"] = Field(default="json", description="the answer format to ask for")
+    format: AnswerFormat = Field(
+        default="json",
+        description="the answer format to ask for: json, csv, txt (tab) or pipe; all give the same events",
+    )
     callsonly: bool = Field(default=False, description="send callsonly=1 (calls only, no service fees)")
     servicesonly: bool = Field(default=False, description="send servicesonly=1 (service fees only)")
     poll_interval_seconds: float = Field(

@@ -10,14 +10,15 @@ import logging
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
 
 from cdr_stream.config import FeedSettings
-from cdr_stream.parse import AnswerFormatError, describe_body, json_row_chunks
+from cdr_stream.parse import AnswerFormatError, answer_row_chunks, describe_body
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,18 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
+@dataclass(frozen=True, slots=True)
+class FeedWindow:
+    """The contract's `date` / `hour` filter: the rows of one provider-local day, or of one hour of it."""
+
+    day: date
+    hour: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.hour is not None and not 0 <= self.hour <= 23:
+            raise ValueError(f"hour must be 0 to 23, not {self.hour}")
+
+
 class FeedClient:
     """Queries one configured feed."""
 
@@ -109,7 +122,7 @@ class FeedClient:
         self.settings = settings
         self._transport = transport or AiohttpTransport(settings)
 
-    def form(self, from_id: int) -> dict[str, str]:
+    def form(self, from_id: int, window: FeedWindow | None = None) -> dict[str, str]:
         """The POST form; optional parameters only when configured (not every deployment knows them)."""
         settings = self.settings
         form = {
@@ -118,21 +131,29 @@ class FeedClient:
             "fromid": str(from_id),
             "format": settings.format,
         }
+        if window is not None:
+            form["date"] = window.day.isoformat()
+            if window.hour is not None:
+                form["hour"] = str(window.hour)
         if settings.callsonly:
             form["callsonly"] = "1"
         if settings.servicesonly:
             form["servicesonly"] = "1"
         return form
 
-    async def row_chunks(self, from_id: int, *, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
-        """Ask for the rows with an ID above `from_id`; yield them in chunks as they arrive.
+    async def row_chunks(
+        self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None
+    ) -> AsyncGenerator[list[Any], None]:
+        """Ask for the rows with an ID above `from_id` (within `window`, if given); yield them in chunks as
+        they arrive.
 
         Raises FeedError (or FeedAuthError) with a fixed `reason` for every way the query can fail.
         """
         try:
-            async with self._transport.post(self.settings.url, self.form(from_id)) as response:
+            async with self._transport.post(self.settings.url, self.form(from_id, window)) as response:
                 await self._check_status(response)
-                async for chunk in json_row_chunks(response.read, chunk_rows=chunk_rows):
+                chunks = answer_row_chunks(response.read, fmt=self.settings.format, chunk_rows=chunk_rows)
+                async for chunk in chunks:
                     yield chunk
         except FeedError:
             raise

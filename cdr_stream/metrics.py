@@ -20,7 +20,8 @@ from cdr_stream.cdr_files import CHANGED, RENAMED, SHRUNK
 from cdr_stream.health import FeedHealth
 from cdr_stream.poller import PageReport
 
-#: Why a poll failed: the feed's answers (feed.py, parse.py) and the Kafka side (poller.py).
+#: Why a poll failed: the feed's answers (feed.py, parse.py, textparse.py, sftp.py) and the Kafka side
+#: (poller.py). tests/test_metrics.py checks that every reason raised in the package is listed here.
 FAILURE_REASONS: Final = (
     "timeout",
     "connection",
@@ -28,10 +29,17 @@ FAILURE_REASONS: Final = (
     "invalid_json",
     "not_json_array",
     "invalid_text",
+    "invalid_header",
+    "missing_header",
+    "missing_column",
     "http_4xx",
     "http_5xx",
     "rate_limited",
     "auth",
+    "sftp",
+    "host_key",
+    "private_key",
+    "file_changed",
     "commit_timeout",
     "commit_failed",
     "state_read",
@@ -45,6 +53,7 @@ DEAD_LETTER_RULES: Final = (
     "invalid_value",
     "pointer_row",
     "not_an_object",
+    "malformed_row",
     "too_large",
     "other",
 )

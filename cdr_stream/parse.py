@@ -1,6 +1,9 @@
 """Turn a feed answer body into chunks of rows, holding at most one chunk (plus a bounded buffer) in memory.
 
-An answer that fits in `buffer_limit` bytes is parsed whole with orjson (fast, and a truncated body
+`answer_row_chunks` is the one entry point: JSON goes to `json_row_chunks`, the text formats (csv, txt,
+pipe) to the streamed parser in `cdr_stream.textparse`.
+
+A JSON answer that fits in `buffer_limit` bytes is parsed whole with orjson (fast, and a truncated body
 publishes nothing). A larger one is parsed incrementally with ijson, so even an answer with every row
 since the beginning of time stays within bounded memory.
 """
@@ -8,32 +11,44 @@ since the beginning of time stays within bounded memory.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, Final
 
 import ijson
 import orjson
 
-Read = Callable[[int], Awaitable[bytes]]
+from cdr_stream.body import AnswerFormat, AnswerFormatError, Read, describe_body
+from cdr_stream.textparse import text_row_chunks
+
+__all__ = [
+    "DEFAULT_BUFFER_LIMIT",
+    "AnswerFormat",
+    "AnswerFormatError",
+    "Read",
+    "answer_row_chunks",
+    "describe_body",
+    "json_row_chunks",
+    "text_row_chunks",
+]
 
 DEFAULT_BUFFER_LIMIT: Final = 8 * 1024 * 1024
 _READ_SIZE: Final = 256 * 1024
 _FIRST_NON_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 
 
-class AnswerFormatError(Exception):
-    """The body is not what the format promises (an HTML page, truncated JSON, not an array...)."""
+async def answer_row_chunks(read: Read, *, fmt: AnswerFormat, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
+    """Yield lists of at most `chunk_rows` rows of a body in format `fmt`; an empty body means no rows.
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
-def describe_body(body: bytes, limit: int = 80) -> str:
-    """A short, printable start of a body, for error messages."""
-    text = body[:limit].decode("utf-8", "replace")
-    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    return repr(text + ("..." if len(body) > limit else ""))
+    Raises AnswerFormatError (with a fixed `reason`) on a body that is not what the format promises.
+    """
+    if fmt == "json":
+        chunks = json_row_chunks(read, chunk_rows=chunk_rows)
+    else:
+        chunks = text_row_chunks(read, fmt=fmt, chunk_rows=chunk_rows)
+    async with aclosing(chunks):  # a caller that stops early closes the parser too
+        async for chunk in chunks:
+            yield chunk
 
 
 class _PrefixedReader:
@@ -63,7 +78,7 @@ class _PrefixedReader:
 
 async def json_row_chunks(
     read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Yield lists of at most `chunk_rows` rows from a JSON array body; an empty body means no rows."""
     buffer = bytearray()
     at_end = False

@@ -1,11 +1,16 @@
-"""A PollObserver that logs progress: one line per committed transaction, totals per feed."""
+"""Progress for people: the connector's PollObserver (one log line per committed transaction, totals per
+feed), and a backfill's (one line rewritten on a terminal, log lines otherwise)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TextIO
 
+from cdr_stream.backfill import HEADER_REPLAY, BackfillProgress, RunIdentity
+from cdr_stream.feed import FeedWindow
 from cdr_stream.poller import PageReport
 
 log = logging.getLogger("cdr_stream.progress")
@@ -88,3 +93,72 @@ class ProgressLog:
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         self.totals[feed].file_anomalies += 1
         log.warning("feed %s: %s", feed, message, extra={"feed": feed, "file": name, "reason": reason})
+
+
+class BackfillReport:
+    """A BackfillObserver: on a terminal, one line rewritten after every commit; otherwise a log line per
+    hour done (and per commit at DEBUG). Rates count the rows this process published."""
+
+    def __init__(self, terminal: TextIO | None = None) -> None:
+        self._terminal = terminal
+        self._started = time.monotonic()
+        self._rows_before = 0
+        self._label = ""
+
+    def started(self, identity: RunIdentity, progress: BackfillProgress) -> None:
+        self._started = time.monotonic()
+        self._rows_before = progress.rows
+        self._label = f"{identity.feed} {identity.window.label} -> {identity.topic}"
+        if progress.finished:
+            state = ": finished earlier, nothing to send (--restart sends the window again as a new run)"
+        elif progress.done or progress.rows:
+            state = f": resuming with {progress.done} of {progress.hours} hours done and {progress.rows:,} rows sent"
+        else:
+            state = ""
+        log.info("backfill %s: run %s%s", self._label, progress.run, state)
+
+    def line(self, progress: BackfillProgress) -> str:
+        rate = (progress.rows - self._rows_before) / max(time.monotonic() - self._started, 1e-6)
+        return (
+            f"backfill {self._label}: hours {progress.done}/{progress.hours}, {progress.rows:,} rows "
+            f"({progress.dead_letters:,} dead-lettered), {rate:,.0f} rows/s"
+        )
+
+    def _show(self, progress: BackfillProgress, hour: FeedWindow) -> None:
+        assert self._terminal is not None
+        at = "" if progress.finished else f", at {hour.day} {hour.hour:02d}:00"
+        self._terminal.write(f"\r\x1b[K{self.line(progress)}{at}")
+        self._terminal.flush()
+
+    def committed(self, progress: BackfillProgress, hour: FeedWindow) -> None:
+        if self._terminal is not None:
+            self._show(progress, hour)
+        else:
+            log.debug("%s; committed up to ID %d", self.line(progress), progress.last_id)
+
+    def hour_done(self, progress: BackfillProgress, hour: FeedWindow) -> None:
+        if self._terminal is not None:
+            self._show(progress, hour)
+        else:
+            log.info("%s; %s %02d:00 done", self.line(progress), hour.day, hour.hour)
+
+    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+        self._end_line()
+        log.warning("backfill %s: %s (%s); retry %d in %.1f s", self._label, message, reason, consecutive, retry_in)
+
+    def finished(self, progress: BackfillProgress) -> None:
+        self._end_line()
+        log.info(
+            "backfill %s: finished: %d events and %d dead letters over %d hour(s), marked %s: %s",
+            self._label,
+            progress.events,
+            progress.dead_letters,
+            progress.hours,
+            HEADER_REPLAY,
+            progress.run,
+        )
+
+    def _end_line(self) -> None:
+        if self._terminal is not None:
+            self._terminal.write("\n")
+            self._terminal.flush()

@@ -35,6 +35,7 @@ RULE_MISSING_FIELD: Final = "missing_field"
 RULE_INVALID_FIELD: Final = "invalid_field"
 RULE_POINTER_ROW: Final = "pointer_row"
 RULE_INVALID_VALUE: Final = "invalid_value"
+RULE_MALFORMED_ROW: Final = "malformed_row"
 
 
 def _schema_dir() -> Path:
@@ -66,6 +67,16 @@ class Rejection:
 
     rule: str
     field: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRow:
+    """A row its answer format could not split into named fields (a text row with more or fewer values than
+    the header has columns). Its columns may be shifted, so its ID is not trusted: it is dead-lettered
+    without moving the offset."""
+
+    values: list[str]
     reason: str
 
 
@@ -336,6 +347,8 @@ class RecordProcessor:
         )
 
     def _reject_unkeyed(self, row: Any) -> Rejection:
+        if isinstance(row, MalformedRow):
+            return Rejection(RULE_MALFORMED_ROW, None, row.reason)
         if not isinstance(row, dict):
             return Rejection(RULE_NOT_AN_OBJECT, None, f"row is not a JSON object: {_short(row)}")
         found = self._validator.check(row)
@@ -351,7 +364,7 @@ class RecordProcessor:
             "rule": rejection.rule,
             "field": rejection.field,
             "reason": rejection.reason,
-            "raw": row,
+            "raw": row.values if isinstance(row, MalformedRow) else row,
             "rejected_at": rfc3339(datetime.now(UTC).replace(microsecond=0)),
         }
         return DeadLetter(

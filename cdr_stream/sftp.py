@@ -24,7 +24,7 @@ import asyncssh
 from cdr_stream.cdr_files import Plan, RemoteFile, SettleTracker, ToRead, cdr_files, plan
 from cdr_stream.config import FeedSettings, SftpSettings
 from cdr_stream.feed import FeedAuthError, FeedError
-from cdr_stream.parse import AnswerFormatError, Read, json_row_chunks
+from cdr_stream.parse import AnswerFormatError, answer_row_chunks
 from cdr_stream.poller import Batch, PollObserver
 from cdr_stream.state import FileInFlight, FileMark, FilesPosition, StoredOffset
 
@@ -37,13 +37,6 @@ class SftpRefused(FeedError):
     """A failure a retry cannot fix (an unknown host key, an unreadable private key): a person must look."""
 
     retryable = False
-
-
-def row_chunks(read: Read, *, fmt: str, chunk_rows: int) -> AsyncIterator[list[Any]]:
-    """The rows of one file in `fmt`, in chunks: the one place a file's format picks its parser."""
-    if fmt != "json":
-        raise SftpRefused("format", f"files in format {fmt!r} cannot be parsed: this version reads json files only")
-    return json_row_chunks(read, chunk_rows=chunk_rows)
 
 
 class SftpSource:
@@ -230,7 +223,7 @@ class SftpSource:
                 return piece
 
             try:
-                chunks = row_chunks(read, fmt=self._feed.format, chunk_rows=self._feed.max_rows_per_transaction)
+                chunks = answer_row_chunks(read, fmt=self._feed.format, chunk_rows=self._feed.max_rows_per_transaction)
                 async for rows in chunks:
                     if held:
                         yield Batch(held, self._in_flight(done, remote, consumed))

@@ -1,4 +1,5 @@
-"""The offsets of all feeds, kept in a compacted topic keyed by feed name.
+"""The offsets of all feeds, kept in a compacted topic keyed by feed name (other state, such as a backfill
+run's progress, shares the topic under keys that hold a '/').
 
 Reading them back must reach the true end of the topic: a stale offset would publish rows again.
 A feed collected from files also stores which files it has committed and how far into the file in
@@ -8,7 +9,7 @@ flight it got, under the key `files`; a value without it (every web service feed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -111,18 +112,28 @@ class StoredOffset:
         return cls(feed, last_id, stamp, files)
 
 
-async def read_offsets(kafka: KafkaSettings, topic: str, *, timeout: float = 60.0) -> dict[str, StoredOffset]:
-    """The latest committed offset of every feed in the state topic."""
-    offsets: dict[str, StoredOffset] = {}
+def is_offset_key(key: str) -> bool:
+    """Feed offsets are keyed by the feed name. Other state in the topic (a backfill run's progress) has a
+    '/' in its key, which no feed name can hold."""
+    return "/" not in key
+
+
+async def read_state(
+    kafka: KafkaSettings, topic: str, keep: Callable[[str], bool], *, timeout: float = 60.0
+) -> dict[str, bytes]:
+    """The latest committed value of every key in the state topic that `keep` accepts (tombstones remove)."""
+    values: dict[str, bytes] = {}
 
     async def read() -> None:
         async for records in committed_records(kafka, [topic]):
             for record in records:
                 key = record.key.decode() if record.key else ""
+                if not keep(key):
+                    continue
                 if record.value is None:
-                    offsets.pop(key, None)  # a tombstone
+                    values.pop(key, None)  # a tombstone
                 else:
-                    offsets[key] = StoredOffset.decode(record.value)
+                    values[key] = record.value
 
     try:
         await asyncio.wait_for(read(), timeout)
@@ -131,4 +142,10 @@ async def read_offsets(kafka: KafkaSettings, topic: str, *, timeout: float = 60.
         raise StateReadError(message) from None
     except TopicMissingError as exc:
         raise StateReadError(str(exc)) from None
-    return offsets
+    return values
+
+
+async def read_offsets(kafka: KafkaSettings, topic: str, *, timeout: float = 60.0) -> dict[str, StoredOffset]:
+    """The latest committed offset of every feed in the state topic."""
+    values = await read_state(kafka, topic, is_offset_key, timeout=timeout)
+    return {key: StoredOffset.decode(value) for key, value in values.items()}

@@ -48,23 +48,25 @@ class WriterFenced(WriteError):
     """Another process took over this feed's transactional id; this one must stop writing."""
 
 
+Headers = Sequence[tuple[str, bytes]]
+
+
 def transactional_id(kafka: KafkaSettings, feed: str) -> str:
     return f"{kafka.transactional_id_prefix}-{feed}"
 
 
 class TransactionalWriter:
-    """Writes committed pages of one feed. `start()` fences older writers of the same feed."""
+    """Writes committed pages of one feed. `start()` fences older writers with the same transactional id.
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        topics: TopicSettings,
-        feed: str,
-    ) -> None:
+    `id_suffix` extends the feed's transactional id, for a writer that must neither fence the feed's
+    connector nor be fenced by it (a backfill run).
+    """
+
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings, feed: str, *, id_suffix: str = "") -> None:
         self._kafka = kafka
         self._topics = topics
         self.feed = feed
-        self.transactional_id = transactional_id(kafka, feed)
+        self.transactional_id = transactional_id(kafka, feed) + (f"-{id_suffix}" if id_suffix else "")
         self._producer: AIOKafkaProducer | None = None
         self._partitions: list[int] = []
         self._partition_of_key: dict[bytes, int] = {}
@@ -114,12 +116,19 @@ class TransactionalWriter:
 
     async def commit(self, chunk: ProcessedChunk, last_id: int, *, files: FilesPosition | None = None) -> None:
         """Publish the chunk's events and dead letters and store `last_id` (and `files`), all or nothing."""
+        await self.commit_with_state(chunk, self.feed, StoredOffset.now(self.feed, last_id, files).encode())
+
+    async def commit_with_state(
+        self, chunk: ProcessedChunk, state_key: str, state_value: bytes, *, headers: Headers = ()
+    ) -> None:
+        """Publish the chunk's events and dead letters, each with `headers` added, and store `state_value`
+        under `state_key` on the state topic, all or nothing."""
         producer = self._producer
         if producer is None:
             raise WriteError("the writer is not started")
         try:
             async with asyncio.timeout(self._kafka.commit_timeout_seconds):
-                await self._transaction(producer, chunk, StoredOffset.now(self.feed, last_id, files))
+                await self._transaction(producer, chunk, (state_key.encode(), state_value), headers)
         except TimeoutError:
             raise CommitUncertain(
                 f"the transaction did not complete within {self._kafka.commit_timeout_seconds:g} s"
@@ -131,16 +140,19 @@ class TransactionalWriter:
         except KafkaError as exc:
             raise WriteError(f"the transaction failed: {describe_error(exc)}") from None
 
-    async def _transaction(self, producer: AIOKafkaProducer, chunk: ProcessedChunk, state: StoredOffset) -> None:
+    async def _transaction(
+        self, producer: AIOKafkaProducer, chunk: ProcessedChunk, state: tuple[bytes, bytes], extra: Headers
+    ) -> None:
         await producer.begin_transaction()
         try:
-            deliveries = await self._send_events(producer, chunk)
+            deliveries = await self._send_events(producer, chunk, extra)
             for letter in chunk.dead_letters:
-                headers = [(HEADER_FEED, self._feed_header), (HEADER_DLQ_RULE, letter.rule.encode())]
+                headers = [(HEADER_FEED, self._feed_header), (HEADER_DLQ_RULE, letter.rule.encode()), *extra]
                 deliveries.append(
                     await producer.send(self._topics.dead_letter, letter.value, key=letter.key, headers=headers)
                 )
-            deliveries.append(await producer.send(self._topics.state, state.encode(), key=self.feed.encode()))
+            state_key, state_value = state
+            deliveries.append(await producer.send(self._topics.state, state_value, key=state_key))
             # Every delivery's outcome is collected, so a failed one surfaces here, not as an opaque commit error.
             outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
             failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
@@ -151,13 +163,14 @@ class TransactionalWriter:
             raise
         await producer.commit_transaction()
 
-    async def _send_events(self, producer: AIOKafkaProducer, chunk: ProcessedChunk) -> list[Any]:
+    async def _send_events(self, producer: AIOKafkaProducer, chunk: ProcessedChunk, extra: Headers) -> list[Any]:
         topic = self._topics.events
         if not chunk.events:
             return []
-        headers: Sequence[tuple[str, bytes]] = [
+        headers: Headers = [
             (HEADER_SCHEMA_VERSION, str(EVENT_SCHEMA_VERSION).encode()),
             (HEADER_FEED, self._feed_header),
+            *extra,
         ]
         deliveries: list[Any] = []
         open_batches: dict[int, Any] = {}

@@ -44,7 +44,36 @@ def test_state_set_is_refused_for_an_unknown_feed(tmp_path: Path) -> None:
     assert main(["state", "set", "--config", str(config), "--feed", "other", "--last-id", "5"]) == EXIT_CONFIG
 
 
-@pytest.mark.parametrize("command", [["run"], ["simulate"], ["state", "show"], ["state", "set"]])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--date", "2023-02-30"], "argument --date: '2023-02-30' is not a date: day is out of range for month"),
+        (["--date", "02/04/2023"], "argument --date: '02/04/2023' is not a date in the form YYYY-MM-DD"),
+        (["--date", "2023-04-02", "--hour", "24"], "argument --hour: '24' is not an hour from 0 to 23"),
+        (["--date", "2023-04-02", "--to-date", "2023-04-01"], "--to-date 2023-04-01 is before --date 2023-04-02"),
+        (["--date", "2023-04-02", "--hour", "3", "--to-date", "2023-04-03"], "--hour picks one hour of --date"),
+        (["--date", "2999-01-01"], "the window 2999-01-01 has not begun anywhere yet"),
+        (["--date", "2023-04-02", "--topic", "cdr.events.dlq"], "--topic 'cdr.events.dlq' cannot be used"),
+        (["--date", "2023-04-02", "--feed", "other"], "no feed named 'other'"),
+    ],
+)
+def test_backfill_refuses_a_bad_window_with_exit_2_and_says_why(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    config = tmp_path / "c.toml"
+    # Kafka is unreachable on purpose: the command must refuse before it tries it.
+    config.write_text(
+        '[[feeds]]\nname = "hero"\nurl = "http://127.0.0.1:9/f"\nlogin = "1"\npassword = "p"\n'
+        '[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
+    )
+    feed = [] if "--feed" in options else ["--feed", "hero"]
+    result = run_cli("backfill", "--config", str(config), *feed, *options)
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["backfill"], ["simulate"], ["state", "show"], ["state", "set"]])
 def test_every_command_has_help(command: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([*command, "--help"])

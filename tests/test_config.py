@@ -32,6 +32,16 @@ def test_defaults_follow_the_provider_etiquette() -> None:
     assert settings.warnings() == []
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv", "txt", "pipe"])
+def test_every_contract_format_can_be_chosen(fmt: str) -> None:
+    assert parse_settings(minimal(password=SECRET, format=fmt), {}).feeds[0].format == fmt
+
+
+def test_an_unknown_format_is_refused_with_the_choices() -> None:
+    message = error_of(minimal(password=SECRET, format="xml"))
+    assert "feeds[0].format" in message and "'pipe'" in message
+
+
 def test_a_short_poll_interval_is_allowed_with_a_warning() -> None:
     settings = parse_settings(minimal(password=SECRET, poll_interval_seconds=1), {})
     (warning,) = settings.warnings()

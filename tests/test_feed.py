@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 
 import pytest
 
 from cdr_stream.config import FeedSettings
-from cdr_stream.feed import FeedAuthError, FeedClient, FeedError, FeedResponse, retry_after_seconds
+from cdr_stream.feed import FeedAuthError, FeedClient, FeedError, FeedResponse, FeedWindow, retry_after_seconds
 
 SECRET = "pa55-w0rd!"
 
@@ -73,6 +74,29 @@ async def test_optional_parameters_are_sent_only_when_configured(setting: str, p
     await rows_from(FeedClient(feed(**{setting: True}), transport))
     assert parameter not in transport.sent[0][1]
     assert transport.sent[1][1][parameter] == "1"
+
+
+async def test_the_configured_format_is_asked_for_and_parsed() -> None:
+    body = b"ID|AccountCode|UTCDateTime|Charge|ChargeExcl\n5|812|2024-04-05 22:11:12|1|1\n"
+    transport = CannedTransport(CannedResponse(body=body))
+    rows = await rows_from(FeedClient(feed(format="pipe"), transport), 4)
+    assert rows == [
+        {"ID": "5", "AccountCode": "812", "UTCDateTime": "2024-04-05 22:11:12", "Charge": "1", "ChargeExcl": "1"}
+    ]
+    assert transport.sent[0][1]["format"] == "pipe"
+
+
+async def test_a_window_sends_date_and_hour_only_when_given() -> None:
+    transport = CannedTransport(CannedResponse(), CannedResponse())
+    client = FeedClient(feed(), transport)
+    for window in (FeedWindow(date(2023, 4, 2)), FeedWindow(date(2023, 4, 2), 0)):
+        async for _ in client.row_chunks(0, chunk_rows=10, window=window):
+            pass
+    assert transport.sent[0][1]["date"] == "2023-04-02" and "hour" not in transport.sent[0][1]
+    assert (transport.sent[1][1]["date"], transport.sent[1][1]["hour"]) == ("2023-04-02", "0")
+    assert "date" not in client.form(1)
+    with pytest.raises(ValueError, match="hour"):
+        FeedWindow(date(2023, 4, 2), 24)
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -154,3 +154,29 @@ def test_file_anomalies_are_counted_by_reason() -> None:
     metrics.file_anomaly("west", name="x", reason="odd", message="m")
     assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="renamed") == 1
     assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="other") == 1
+
+
+def _raised_reasons() -> set[str]:
+    """The reason of every FeedError (or subclass) and AnswerFormatError the package raises with a literal."""
+    import ast
+    from pathlib import Path
+
+    import cdr_stream
+
+    kinds = {"FeedError", "FeedAuthError", "SftpRefused", "AnswerFormatError"}
+    reasons = set()
+    for path in Path(cdr_stream.__file__).parent.rglob("*.py"):
+        if "simulator" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kinds:
+                first = node.args[0] if node.args else None
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    reasons.add(first.value)
+    return reasons
+
+
+def test_every_failure_reason_the_package_raises_has_its_own_label() -> None:
+    raised = _raised_reasons()
+    assert {"timeout", "auth", "invalid_json"} <= raised, "the scan finds the raises"
+    assert raised - set(FAILURE_REASONS) == set()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cdr_stream.parse import AnswerFormatError, json_row_chunks
+from cdr_stream.parse import AnswerFormat, AnswerFormatError, answer_row_chunks, json_row_chunks
 
 
 def reader(body: bytes, piece: int = 7) -> Callable[[int], Awaitable[bytes]]:
@@ -66,3 +66,25 @@ async def test_a_truncated_streamed_answer_fails_after_the_complete_chunks() -> 
     with pytest.raises(AnswerFormatError):
         await read_all()
     assert [row["ID"] for chunk in seen for row in chunk] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body"),
+    [
+        ("json", b'[{"ID": 5, "AccountCode": "812"}]'),
+        ("csv", b"ID,AccountCode,UTCDateTime,Charge,ChargeExcl\n5,812,,,\n"),
+        ("txt", b"ID\tAccountCode\tUTCDateTime\tCharge\tChargeExcl\n5\t812\t\t\t\n"),
+        ("pipe", b"ID|AccountCode|UTCDateTime|Charge|ChargeExcl\n5|812|||\n"),
+    ],
+)
+async def test_answer_row_chunks_reads_each_format(fmt: AnswerFormat, body: bytes) -> None:
+    rows = [row async for chunk in answer_row_chunks(reader(body), fmt=fmt, chunk_rows=10) for row in chunk]
+    assert [(str(row["ID"]), row["AccountCode"]) for row in rows] == [("5", "812")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "txt", "pipe"])
+async def test_a_json_body_is_not_taken_for_a_text_one(fmt: AnswerFormat) -> None:
+    with pytest.raises(AnswerFormatError) as caught:
+        async for _ in answer_row_chunks(reader(json.dumps(ROWS).encode()), fmt=fmt, chunk_rows=10):
+            pass
+    assert caught.value.reason == "missing_header"

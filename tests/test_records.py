@@ -13,9 +13,11 @@ from cdr_stream.records import (
     ROW_SCHEMA_FILE,
     RULE_INVALID_FIELD,
     RULE_INVALID_VALUE,
+    RULE_MALFORMED_ROW,
     RULE_MISSING_FIELD,
     RULE_NOT_AN_OBJECT,
     RULE_POINTER_ROW,
+    MalformedRow,
     RecordProcessor,
     load_schema,
 )
@@ -141,6 +143,17 @@ def test_rows_without_a_usable_id_are_dead_lettered_and_do_not_move_the_offset()
         RULE_NOT_AN_OBJECT,
     ]
     assert chunk.max_id is None
+
+
+def test_a_malformed_text_row_is_dead_lettered_with_its_values_and_does_not_move_the_offset() -> None:
+    malformed = MalformedRow(["9", "812", "x"], "line 3: 3 values for the 26 columns of the header")
+    chunk = RecordProcessor("f").process_chunk([malformed, feed_row(4)], 0)
+    (letter,) = chunk.dead_letters
+    assert (letter.id, letter.key, letter.rule) == (None, None, RULE_MALFORMED_ROW)
+    value = orjson.loads(letter.value)
+    assert value["raw"] == ["9", "812", "x"]
+    assert value["reason"] == malformed.reason
+    assert chunk.max_id == 4
 
 
 def test_ids_at_or_below_the_floor_are_dropped_and_counted() -> None:

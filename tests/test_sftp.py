@@ -8,8 +8,9 @@ import orjson
 import pytest
 
 from cdr_stream.config import parse_settings
+from cdr_stream.parse import answer_row_chunks
 from cdr_stream.progress import ProgressLog
-from cdr_stream.sftp import SftpSource, row_chunks
+from cdr_stream.sftp import SftpSource
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import write_cdr_files
 from tests.rows import FILE_FORMATS
@@ -28,7 +29,7 @@ async def test_a_file_is_parsed_in_its_format_in_chunks(tmp_path: Path, fmt: str
         position += len(piece)
         return piece
 
-    chunks = [chunk async for chunk in row_chunks(read, fmt=fmt, chunk_rows=100)]
+    chunks = [chunk async for chunk in answer_row_chunks(read, fmt=fmt, chunk_rows=100)]
     assert [len(chunk) for chunk in chunks] == [100, 100, 50]
     rows = [row for chunk in chunks for row in chunk]
     expected = orjson.loads(orjson.dumps([generator.row(i) for i in range(1, 251)], default=str))

@@ -11,12 +11,12 @@ from typing import Final, Literal
 
 import orjson
 
+from cdr_stream.body import TEXT_DELIMITERS
 from cdr_stream.fields import FEED_FIELDS
 from cdr_stream.simulator.generator import FeedGenerator, FeedRow
 
 NumbersAs = Literal["number", "string"]
 FORMATS: Final = ("csv", "txt", "pipe", "json")
-_DELIMITERS: Final = {"csv": ",", "txt": "\t", "pipe": "|"}
 CONTENT_TYPES: Final = {
     "json": "application/json",
     "csv": "text/csv",
@@ -57,7 +57,7 @@ class _LineWriter:
     def __init__(self, fmt: str) -> None:
         self._buffer = io.StringIO()
         # The feed is PHP, whose CSV writer ends lines with a bare newline.
-        self._writer = csv.writer(self._buffer, delimiter=_DELIMITERS[fmt], lineterminator="\n")
+        self._writer = csv.writer(self._buffer, delimiter=TEXT_DELIMITERS[fmt], lineterminator="\n")
 
     def line(self, values: Sequence[object]) -> bytes:
         self._buffer.seek(0)
@@ -81,7 +81,7 @@ class RowCache:
         self.numbers_as: NumbersAs = numbers_as
         self._first_id = generator.config.first_id
         self._cache: dict[str, list[bytes | None]] = {fmt: [] for fmt in FORMATS}
-        self._writers = {fmt: _LineWriter(fmt) for fmt in _DELIMITERS}
+        self._writers = {fmt: _LineWriter(fmt) for fmt in TEXT_DELIMITERS}
 
     def render(self, row: FeedRow, fmt: str) -> bytes:
         if fmt == "json":

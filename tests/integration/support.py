@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,29 @@ async def create_topic(kafka: KafkaSettings, name: str, configs: dict[str, str])
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, 1, 1, topic_configs=configs)])
+    finally:
+        await admin.close()
+
+
+def unique_topics() -> TopicSettings:
+    """A fresh set of topic names, so a test never reads what another one wrote."""
+    tag = uuid.uuid4().hex[:8]
+    return TopicSettings(
+        events=f"test-{tag}.events", dead_letter=f"test-{tag}.dlq", state=f"test-{tag}.state", events_partitions=3
+    )
+
+
+async def delete_topics(kafka: KafkaSettings, topics: TopicSettings, *more: str) -> None:
+    """Delete a test's topics (those that exist) so a long suite does not fill the broker's disk."""
+    from cdr_stream.kafka_clients import admin_client
+
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [name for name in (topics.events, topics.dead_letter, topics.state, *more) if name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
     finally:
         await admin.close()
 

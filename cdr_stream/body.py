@@ -1,0 +1,31 @@
+"""What every answer parser shares: how a body is read, how it fails, and how to show a piece of it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final, Literal
+
+#: The answer formats the contract names: a JSON array, or a header row and rows separated by "," "\t" or "|".
+AnswerFormat = Literal["json", "csv", "txt", "pipe"]
+TextFormat = Literal["csv", "txt", "pipe"]
+TEXT_DELIMITERS: Final[dict[str, str]] = {"csv": ",", "txt": "\t", "pipe": "|"}
+#: Reads up to `size` bytes of a body; b"" at its end.
+Read = Callable[[int], Awaitable[bytes]]
+
+
+class AnswerFormatError(Exception):
+    """The body is not what the format promises (an HTML page, truncated JSON, a text body without header...).
+
+    `reason` is a short fixed label (it labels metrics and FeedError reasons); the message is for people.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def describe_body(body: bytes, limit: int = 80) -> str:
+    """A short, printable start of a body, for error messages."""
+    text = body[:limit].decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return repr(text + ("..." if len(body) > limit else ""))

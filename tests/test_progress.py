@@ -1,0 +1,48 @@
+"""What people see of a backfill: one rewritten line on a terminal, log lines otherwise."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import date
+
+import pytest
+
+from cdr_stream.backfill import BackfillProgress, BackfillWindow, RunIdentity
+from cdr_stream.feed import FeedWindow
+from cdr_stream.progress import BackfillReport
+
+DAY = date(2023, 4, 2)
+RUN = RunIdentity("hero", BackfillWindow(DAY, DAY), "cdr.events")
+
+
+def progress(done: int, events: int, dead_letters: int = 0) -> BackfillProgress:
+    return BackfillProgress("hero-x-1", 1, 24, done, 0, events, dead_letters)
+
+
+def test_a_terminal_gets_one_line_rewritten_with_hours_rows_and_rate() -> None:
+    terminal = io.StringIO()
+    report = BackfillReport(terminal)
+    report.started(RUN, progress(0, 0))
+    report.committed(progress(0, 500, 2), FeedWindow(DAY, 0))
+    report.hour_done(progress(1, 1200, 3), FeedWindow(DAY, 0))
+    report.finished(progress(24, 9000, 10))
+    shown = terminal.getvalue()
+    assert shown.count("\r\x1b[K") == 2
+    assert "hours 0/24, 502 rows (2 dead-lettered)" in shown
+    assert "hours 1/24, 1,203 rows (3 dead-lettered)" in shown and "rows/s, at 2023-04-02 00:00" in shown
+    assert shown.endswith("\n")
+
+
+def test_without_a_terminal_each_hour_done_is_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    report = BackfillReport()
+    with caplog.at_level(logging.INFO, logger="cdr_stream.progress"):
+        report.started(RUN, progress(3, 700))
+        report.committed(progress(3, 800), FeedWindow(DAY, 3))
+        report.hour_done(progress(4, 900), FeedWindow(DAY, 3))
+        report.finished(progress(24, 5000))
+    messages = [record.getMessage() for record in caplog.records]
+    assert "resuming with 3 of 24 hours done and 700 rows sent" in messages[0]
+    assert len(messages) == 3  # per-commit lines are DEBUG
+    assert "hours 4/24, 900 rows" in messages[1] and "2023-04-02 03:00 done" in messages[1]
+    assert "finished: 5000 events and 0 dead letters over 24 hour(s), marked cdr-replay: hero-x-1" in messages[2]
