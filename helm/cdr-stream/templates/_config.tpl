@@ -5,7 +5,7 @@ a valid TOML basic string, and toJson never writes 1e+06 for an integer.
 */}}
 {{- define "cdr-stream.config" -}}
 # cdr-stream configuration (see the configuration reference in the project README), rendered by the
-# Helm chart from its values. Passwords are files of the mounted Secret.
+# Helm chart from its values. Passwords and keys are files of the mounted Secret.
 log_level = {{ .Values.log.level | toJson }}
 log_format = {{ .Values.log.format | toJson }}
 shutdown_timeout_seconds = {{ .Values.shutdownTimeoutSeconds | toJson }}
@@ -58,17 +58,42 @@ retention_ms = {{ .retentionMs | toJson }}
 replication_factor = {{ .replicationFactor | toJson }}
 {{- end }}
 {{- end }}
+{{- $secretsDir := include "cdr-stream.secretsDir" . }}
 {{- range .Values.feeds }}
 
 [[feeds]]
 name = {{ .name | toJson }}
+{{- if eq (include "cdr-stream.feedSource" .) "sftp" }}
+source = "sftp"
+{{- else }}
 url = {{ .url | toJson }}
 login = {{ .login | toJson }}
-password_file = {{ printf "%s/%s" (include "cdr-stream.secretsDir" $) (include "cdr-stream.feedPasswordKey" .) | toJson }}
+password_file = {{ printf "%s/%s" $secretsDir (include "cdr-stream.feedPasswordKey" .) | toJson }}
+{{- end }}
 format = {{ default "json" .format | toJson }}
 poll_interval_seconds = {{ (kindIs "invalid" .pollIntervalSeconds) | ternary $.Values.pollIntervalSeconds .pollIntervalSeconds | toJson }}
 {{- range $key, $value := .options }}
 {{ $key }} = {{ $value | toJson }}
+{{- end }}
+{{- if eq (include "cdr-stream.feedSource" .) "sftp" }}
+{{- /* The feed's own keys above: after this header every key belongs to [feeds.sftp]. */}}
+
+[feeds.sftp]
+{{- with .sftp }}
+{{- range $key, $value := omit . "passwordKey" "privateKeyKey" "passphraseKey" "knownHosts" }}
+{{ $key }} = {{ $value | toJson }}
+{{- end }}
+{{- with .passwordKey }}
+password_file = {{ printf "%s/%s" $secretsDir . | toJson }}
+{{- end }}
+{{- with .privateKeyKey }}
+private_key_file = {{ printf "%s/%s" $secretsDir . | toJson }}
+{{- end }}
+{{- with .passphraseKey }}
+passphrase_file = {{ printf "%s/%s" $secretsDir . | toJson }}
+{{- end }}
+{{- end }}
+known_hosts_file = {{ printf "%s/%s" (include "cdr-stream.knownHostsDir" $) .name | toJson }}
 {{- end }}
 {{- end }}
 {{- end }}
