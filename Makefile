@@ -10,7 +10,7 @@ help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
 	@echo "make test       lint, type check, the deployment checks and the whole test suite (starts the broker)"
 	@echo "make ops-check  Helm chart, alert rules and tests, dashboard, Dockerfile and lock checks (dev/ops/check)"
-	@echo "make test-unit  the tests that need no broker"
+	@echo "make test-unit  the tests that need no broker and no ops tools"
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
 	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
@@ -40,7 +40,7 @@ test: lint typecheck ops-check
 	$(BIN)/pytest
 
 test-unit: venv
-	$(BIN)/pytest -m "not kafka"
+	$(BIN)/pytest -m "not kafka and not tools"
 
 demo: venv
 	$(BIN)/python dev/demo.py

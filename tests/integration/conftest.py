@@ -31,6 +31,14 @@ def _answers(bootstrap: str) -> bool:
         return False
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here needs the broker (the sshd and Prometheus tests too): `-m "not kafka"` leaves them out."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[KafkaSettings]:
     started_here = False
