@@ -5,8 +5,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from cdr_stream.parse import AnswerFormatError, json_row_chunks
+from tests.properties import SUITE_TALLY, check_body
+from tests.strategies import SUITE_SETTINGS, Body, bodies
 
 
 def reader(body: bytes, piece: int = 7) -> Callable[[int], Awaitable[bytes]]:
@@ -66,3 +69,40 @@ async def test_a_truncated_streamed_answer_fails_after_the_complete_chunks() -> 
     with pytest.raises(AnswerFormatError):
         await read_all()
     assert [row["ID"] for chunk in seen for row in chunk] == [1, 2, 3, 4]
+
+
+# --- regressions found by the property tests -------------------------------------------------------
+
+
+@pytest.mark.parametrize("buffer_limit", [1 << 20, 4])
+async def test_a_leading_byte_order_mark_is_ignored(buffer_limit: int) -> None:
+    # Some PHP scripts send one first (a source file saved with it); JSON lets a parser ignore it.
+    body = b"\xef\xbb\xbf" + json.dumps(ROWS).encode()
+    chunks = await collect(body, buffer_limit=buffer_limit)
+    assert [row for chunk in chunks for row in chunk] == ROWS
+    assert await collect(b"\xef\xbb\xbf  ", buffer_limit=buffer_limit) == []
+
+
+@pytest.mark.parametrize("body", [b" " * 100 + b'[{"ID": 1}]', b"\r\n" * 50, b"\t" * 100 + b"[]"])
+async def test_whitespace_longer_than_the_buffer_reads_as_without_it(body: bytes) -> None:
+    # The streamed path took 16 bytes of whitespace for the whole opening and refused the answer.
+    assert await collect(body, buffer_limit=16) == await collect(body)
+
+
+async def test_bytes_that_are_not_utf8_in_a_streamed_answer_are_an_answer_format_error() -> None:
+    # ijson raised UnicodeDecodeError, which nothing caught: the feed's task died.
+    body = b'[{"ID": 1, "Note": "caf\xc0"}, ' + b" " * 64 + b'{"ID": 2}]'
+    with pytest.raises(AnswerFormatError) as caught:
+        await collect(body, buffer_limit=16)
+    assert caught.value.reason == "invalid_json"
+
+
+# --- properties ------------------------------------------------------------------------------------
+# 1,000 bodies (a few rows each, all of them processed too), read both ways in arbitrary pieces: see
+# tests/test_records.py for how the example counts were chosen.
+
+
+@settings(SUITE_SETTINGS, max_examples=1000)
+@given(bodies())
+def test_a_body_gives_rows_or_an_answer_format_error_the_same_on_both_paths(body: Body) -> None:
+    check_body(body, SUITE_TALLY)
