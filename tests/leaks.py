@@ -3,34 +3,49 @@
 `assert_no_secrets(text, secrets)` takes any text blob; the other helpers gather one from pytest's
 capture fixtures or a finished process. A secret is looked for as is and in the forms it could take
 on its way out: URL-encoded (a form body echoed back), JSON- or repr-escaped, base64 (a basic-auth
-header).
+header); and any 8 characters in a row of those count, since a snippet cut short can show a part.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 from collections.abc import Iterable
+from typing import Final
 from urllib.parse import quote, quote_plus
 
 import pytest
 
 
 def secret_forms(secret: str) -> set[str]:
-    """The secret and its encoded forms (only those that differ from the plain text count twice)."""
-    return {
+    """The secret and its encoded forms, each also escaped by repr() (a quoted snippet)."""
+    forms = {
         secret,
         quote_plus(secret),
         quote(secret, safe=""),
         json.dumps(secret)[1:-1],
-        repr(secret)[1:-1],
+        html.escape(secret),
         base64.b64encode(secret.encode()).decode(),
     }
+    return forms | {repr(form)[1:-1] for form in forms}
+
+
+#: A run this long of a secret's form counts as a leak: a quoted snippet cut off mid-secret leaks its start.
+PARTIAL: Final = 8
+
+
+def _pieces(form: str) -> set[str]:
+    if len(form) <= PARTIAL:
+        return {form}
+    return {form[start : start + PARTIAL] for start in range(len(form) - PARTIAL + 1)}
 
 
 def find_secrets(text: str, secrets: Iterable[str]) -> list[str]:
-    """The secrets (by their plain text) that appear in `text` in any form."""
-    return [secret for secret in secrets if any(form in text for form in secret_forms(secret))]
+    """The secrets (by their plain text) that appear in `text` in any form, whole or in part."""
+    return [
+        secret for secret in secrets if any(piece in text for form in secret_forms(secret) for piece in _pieces(form))
+    ]
 
 
 def assert_no_secrets(text: str, secrets: Iterable[str], where: str = "output") -> None:
@@ -56,12 +71,13 @@ def captured_output(capfd: pytest.CaptureFixture[str]) -> str:
 
 
 def exception_text(exc: BaseException) -> str:
-    """str, repr and the whole chain of causes and contexts of an exception."""
+    """str, repr and args of an exception and of the causes and contexts its traceback would show."""
     parts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         parts += [str(current), repr(current), *map(str, current.args)]
-        current = current.__cause__ or current.__context__
+        # As a traceback shows it: a context hidden by "raise ... from None" is not part of the text.
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return "\n".join(parts)
