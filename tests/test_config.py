@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cdr_stream.config import ConfigError, load_settings, parse_settings
-from tests.leaks import assert_no_secrets
+from tests.leaks import assert_no_secrets, captured_output
 
 SECRET = "Sup3r-secret"
 
@@ -163,13 +163,30 @@ def test_a_config_error_never_shows_a_password(data: dict[str, Any]) -> None:
     assert_no_secrets(error_of(data), [SECRET, SASL_SECRET], "the configuration error")
 
 
-def test_the_run_command_with_a_bad_config_never_shows_a_password(tmp_path: Path) -> None:
+def bad_config(tmp_path: Path) -> Path:
     config = tmp_path / "c.toml"
     config.write_text(
         f'log_level = "DEBUG"\n[[feeds]]\nname = "f"\nurl = "https://portal.example/billingfeed.php"\n'
         f'login = "l"\npassword = "{SECRET}"\npoll_interval_seconds = 0\n'
         f'[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_password = "{SASL_SECRET}"\n'
     )
+    return config
+
+
+def test_state_commands_with_a_bad_config_never_show_a_password(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from cdr_stream.cli import main
+
+    for command in (["state", "show"], ["state", "set", "--feed", "f", "--last-id", "1"]):
+        assert main([*command, "--config", str(bad_config(tmp_path))]) == 2
+    output = captured_output(capfd)
+    assert output.count("poll_interval_seconds") == 2
+    assert_no_secrets(output, [SECRET, SASL_SECRET], "the commands' output")
+
+
+def test_the_run_command_with_a_bad_config_never_shows_a_password(tmp_path: Path) -> None:
+    config = bad_config(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "cdr_stream.cli", "run", "--config", str(config)],
         capture_output=True,
