@@ -53,7 +53,7 @@ class Failures:
 
 
 def checks(tally: properties.Tally) -> list[tuple[str, st.SearchStrategy[Any], Callable[[Any], None]]]:
-    """Each property test's strategy and check; the weights follow the property tests' example counts."""
+    """Each property test's strategy and check; a round runs each one as many times."""
     return [
         (
             "valid row fields",

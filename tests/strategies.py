@@ -89,7 +89,7 @@ def _digits(low: int, high: int) -> st.SearchStrategy[str]:
 
 
 def _padded(values: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    """The value with ASCII spaces around it, as fixed-width exports send it."""
+    """The value, sometimes after a space, as fixed-width exports send it."""
     return st.builds(lambda left, text, right: left + text + right, st.sampled_from(("", " ")), values, st.just(""))
 
 
