@@ -20,6 +20,9 @@ DEFAULT_BUFFER_LIMIT: Final = 8 * 1024 * 1024
 _READ_SIZE: Final = 256 * 1024
 _FIRST_NON_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 _BOM: Final = b"\xef\xbb\xbf"
+# yajl skips a vertical tab or a form feed between tokens as whitespace; JSON (and orjson) does not, and
+# neither byte can stand anywhere in valid JSON (a string must escape it).
+_NOT_IN_JSON: Final = re.compile(rb"[\x0b\x0c]")
 
 
 class AnswerFormatError(Exception):
@@ -58,8 +61,11 @@ class _PrefixedReader:
             self._position += len(piece)
             if self._position >= len(self._prefix):
                 self._prefix = None
-            return piece
-        return await self._read(size)
+        else:
+            piece = await self._read(size)
+        if _NOT_IN_JSON.search(piece):
+            raise AnswerFormatError("invalid_json", "a vertical tab or form feed byte, which JSON does not allow")
+        return piece
 
 
 async def _opening(read: Read, buffer_limit: int) -> tuple[bytearray, bool]:

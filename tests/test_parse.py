@@ -106,3 +106,12 @@ async def test_bytes_that_are_not_utf8_in_a_streamed_answer_are_an_answer_format
 @given(bodies())
 def test_a_body_gives_rows_or_an_answer_format_error_the_same_on_both_paths(body: Body) -> None:
     check_body(body, SUITE_TALLY)
+
+
+@pytest.mark.parametrize("body", [b"[]\x0b", b'[{"ID": 1},\x0c{"ID": 2}]', b'[{"ID": 1}\x0b]'])
+async def test_a_vertical_tab_or_form_feed_is_refused_on_both_paths(body: bytes) -> None:
+    # yajl skipped them as whitespace, so the streamed path read what orjson refused (found by dev/fuzz.py).
+    for buffer_limit in (1 << 20, 0):
+        with pytest.raises(AnswerFormatError) as caught:
+            await collect(body, buffer_limit=buffer_limit)
+        assert caught.value.reason == "invalid_json"
