@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
+from cdr_stream.kafka_clients import check_authentication
 from cdr_stream.logs import describe_error
 from cdr_stream.poller import FeedPoller, HttpSource, PollObserver, Source
 from cdr_stream.presence import FeedPresence
@@ -77,13 +78,18 @@ class Connector:
         log.info("connector started with %d feed(s)", len(self.pollers))
 
     async def _retry_until_ready(self, step: Callable[[], Awaitable[None]], what: str) -> bool:
-        """Run `step` until it succeeds (True) or a stop is requested (False)."""
+        """Run `step` until it succeeds (True) or a stop is requested (False).
+
+        Raises KafkaAuthenticationError, not retried, when what fails is Kafka refusing the SASL login.
+        """
         failures = 0
         while not self._stopping.is_set():
             try:
                 await step()
                 return True
             except (KafkaError, OSError) as exc:
+                if isinstance(exc, KafkaConnectionError):
+                    await check_authentication(self.settings.kafka)  # a refused login is not retried
                 failures += 1
                 delay = backoff_delay(failures, initial=1.0, cap=30.0)
                 log.warning("%s failed (%s); retry %d in %.1f s", what, describe_error(exc), failures, delay)

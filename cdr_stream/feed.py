@@ -6,6 +6,8 @@ Credentials travel only in the POST form body; no URL, log line or exception car
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 
@@ -87,6 +90,16 @@ class AiohttpTransport:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def secret_forms(secret: str) -> list[str]:
+    """The ways a page or a message can show a secret: plain, as the form body carried it (URL-encoded),
+    escaped for JSON or HTML, and each of those escaped again by repr() (describe_body quotes with it).
+    Longest first, so that each is masked whole."""
+    if not secret:
+        return []
+    shown = {secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1], html.escape(secret)}
+    return sorted(shown | {repr(form)[1:-1] for form in shown}, key=len, reverse=True)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -187,9 +200,13 @@ class FeedClient:
         raise FeedError(reason, f"the feed answered HTTP {response.status}: {snippet}", retry_after=retry_after)
 
     def _scrub(self, text: str) -> str:
-        # A feed error page may echo the request back; never let the password through.
-        secret = self.settings.secret
-        return text.replace(secret, "***") if secret else text
+        # A feed error page may echo the request back; never let the password through, in any form, nor
+        # the start of it where describe_body() cut a quoted snippet short ("...").
+        for form in secret_forms(self.settings.secret):
+            text = text.replace(form, "***")
+            for end in range(len(form) - 1, 0, -1):
+                text = text.replace(form[:end] + "...", "***...")
+        return text
 
     async def close(self) -> None:
         await self._transport.close()

@@ -7,8 +7,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 
 from cdr_stream.config import KafkaSettings
+
+
+class KafkaAuthenticationError(Exception):
+    """Kafka refused the SASL login: retrying will not help, a person must fix the user or the secret."""
 
 
 def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -46,3 +57,27 @@ def admin_client(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     options = connection_options(kafka)
     options.pop("request_timeout_ms")
     return AIOKafkaAdminClient(request_timeout_ms=kafka.request_timeout_ms, **options)
+
+
+async def check_authentication(kafka: KafkaSettings) -> None:
+    """Raise KafkaAuthenticationError when a bootstrap server refuses the SASL login.
+
+    aiokafka's clients report a refused login and an unreachable broker alike ("Unable to bootstrap");
+    one connection made here tells them apart. Anything but a refusal is left to the caller's retries.
+    """
+    if not kafka.security_protocol.startswith("SASL"):
+        return
+    options = connection_options(kafka)
+    for server in options.pop("bootstrap_servers"):
+        host, _, port = server.rpartition(":")
+        try:
+            connection = await create_conn(host, int(port), **options)
+        except (SaslAuthenticationFailed, AuthenticationFailedError, UnsupportedSaslMechanismError) as exc:
+            raise KafkaAuthenticationError(
+                f"Kafka at {server} refused the SASL authentication of user {kafka.sasl_username!r} "
+                f"({kafka.sasl_mechanism}): {exc}; check sasl_username, sasl_mechanism and the password secret"
+            ) from None
+        except (KafkaError, OSError, TimeoutError, ValueError):
+            continue  # unreachable or not answering: not a verdict on the login
+        connection.close()
+        return

@@ -35,6 +35,10 @@ __all__ = [
 DEFAULT_BUFFER_LIMIT: Final = 8 * 1024 * 1024
 _READ_SIZE: Final = 256 * 1024
 _FIRST_NON_SPACE: Final = re.compile(rb"[^ \t\r\n]")
+_BOM: Final = b"\xef\xbb\xbf"
+# yajl skips a vertical tab or a form feed between tokens as whitespace; JSON (and orjson) does not, and
+# neither byte can stand anywhere in valid JSON (a string must escape it).
+_NOT_IN_JSON: Final = re.compile(rb"[\x0b\x0c]")
 
 
 async def answer_row_chunks(read: Read, *, fmt: AnswerFormat, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
@@ -72,27 +76,52 @@ class _PrefixedReader:
             self._position += len(piece)
             if self._position >= len(self._prefix):
                 self._prefix = None
-            return piece
-        return await self._read(size)
+        else:
+            piece = await self._read(size)
+        if _NOT_IN_JSON.search(piece):
+            raise AnswerFormatError("invalid_json", "a vertical tab or form feed byte, which JSON does not allow")
+        return piece
+
+
+async def _opening(read: Read, buffer_limit: int) -> tuple[bytearray, bool]:
+    """The start of the body, past a leading UTF-8 byte order mark and whitespace, and whether it is all
+    of it: more than `buffer_limit` bytes of it, unless the body is shorter.
+
+    Neither the BOM nor the whitespace is kept. Some PHP scripts send a BOM first (a source file saved
+    with one), and JSON lets a parser ignore it. Whitespace is dropped as it comes, so even a body of
+    more whitespace than `buffer_limit` ends up on the same path as without it.
+    """
+    buffer = bytearray()
+    at_end = False
+
+    async def read_more() -> None:
+        nonlocal at_end
+        piece = await read(_READ_SIZE)
+        at_end = not piece
+        buffer.extend(piece)
+
+    while len(buffer) < len(_BOM) and not at_end:
+        await read_more()
+    if buffer.startswith(_BOM):
+        del buffer[: len(_BOM)]
+    while not at_end and _FIRST_NON_SPACE.search(buffer) is None:
+        buffer.clear()
+        await read_more()
+    while not at_end and len(buffer) <= buffer_limit:
+        await read_more()
+    return buffer, at_end
 
 
 async def json_row_chunks(
     read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT
 ) -> AsyncGenerator[list[Any], None]:
     """Yield lists of at most `chunk_rows` rows from a JSON array body; an empty body means no rows."""
-    buffer = bytearray()
-    at_end = False
-    while len(buffer) <= buffer_limit:
-        piece = await read(_READ_SIZE)
-        if not piece:
-            at_end = True
-            break
-        buffer += piece
+    buffer, at_end = await _opening(read, buffer_limit)
     first = _FIRST_NON_SPACE.search(buffer)
-    if at_end and first is None:
+    if first is None:  # only at the end: the opening holds a non-space byte otherwise
         return
-    if first is None or first.group() != b"[":
-        start = first.start() if first else 0
+    if first.group() != b"[":
+        start = first.start()
         raise AnswerFormatError(
             "not_json_array", f"the answer does not start with '[': {describe_body(bytes(buffer[start : start + 100]))}"
         )
@@ -116,7 +145,8 @@ async def json_row_chunks(
             if len(chunk) >= chunk_rows:
                 yield chunk
                 chunk = []
-    except ijson.JSONError as exc:
+    # UnicodeDecodeError: yajl hands a string with bytes that are not UTF-8 on to be decoded.
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
         raise AnswerFormatError("invalid_json", f"{exc} (in a streamed answer)") from None
     if chunk:
         yield chunk

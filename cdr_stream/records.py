@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
@@ -24,6 +24,16 @@ from cdr_stream.fields import FEED_TO_EVENT
 EVENT_SCHEMA_VERSION: Final = 1
 ROW_SCHEMA_FILE: Final = "feed-row.schema.json"
 EVENT_SCHEMA_FILE: Final = f"cdr-event.v{EVENT_SCHEMA_VERSION}.schema.json"
+# Counts are 64-bit signed in every consumer language that matters (Java long, Avro long).
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+_MAX_RAW_DEPTH: Final = 100
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
+#: How far ahead of this host's clock a call may be. No call ends in the future; this leaves room for a
+#: provider clock that runs fast and stays well under what Kafka 4 accepts by default (1 hour ahead,
+#: log.message.timestamp.after.max.ms). A record beyond that fails its whole transaction, at every retry.
+FUTURE_TOLERANCE: Final = timedelta(minutes=15)
 
 HEADER_SCHEMA_VERSION: Final = "cdr-schema-version"
 HEADER_FEED: Final = "cdr-feed"
@@ -112,7 +122,12 @@ class RowValidator:
     def check(self, row: dict[str, Any]) -> Rejection | None:
         if self._validator.is_valid(row):
             return None
-        error = next(iter(self._validator.iter_errors(row)))
+        try:
+            error = next(iter(self._validator.iter_errors(row)))
+        except ValueError:
+            # It reports on nothing nested 255 levels or more ("Recursion limit reached"). Cut the deep
+            # parts to text: any field that held them stays invalid, any extra column stays valid.
+            error = next(iter(self._validator.iter_errors(_encodable(row))))
         return self._explain(error)
 
     def _explain(self, error: Any) -> Rejection:
@@ -142,8 +157,27 @@ def dumps(value: Any) -> bytes:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = orjson.dumps(value, default=str).decode()
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError: see _encodable
+        text = orjson.dumps(_encodable(value), default=str).decode()
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _encodable(value: Any, depth: int = 0) -> Any:
+    """`value` with what orjson cannot encode replaced by text: containers nested deeper than
+    _MAX_RAW_DEPTH levels (orjson stops at 254; a row parsed from JSON may nest up to 1024) and
+    integers beyond 64 bits. Only for dead letters and reasons, so that a row that cannot be
+    published can still be set aside."""
+    if isinstance(value, dict | list):
+        if depth >= _MAX_RAW_DEPTH:
+            return f"(nested deeper than {_MAX_RAW_DEPTH} levels)"
+        if isinstance(value, list):
+            return [_encodable(item, depth + 1) for item in value]
+        return {str(key): _encodable(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
 
 
 # --- normalization ---------------------------------------------------------------------------------
@@ -166,11 +200,12 @@ def _lower_text(value: Any) -> str | None:
 def _integer(value: Any) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{value!r} is not a whole number")
-        return int(value)
-    return int(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    number = int(value)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"{number} does not fit in 64 bits")
+    return number
 
 
 def _decimal_text(value: Any) -> str:
@@ -195,6 +230,8 @@ def _offset_hours(value: Any) -> int | float | None:
     if value is None or value == "":
         return None
     number = float(value)
+    if not -24 < number < 24:  # what a time zone can be (and what Python's timezone accepts)
+        raise ValueError(f"{number:g} hours is not a UTC offset")
     return int(number) if number.is_integer() else number
 
 
@@ -212,6 +249,8 @@ def _time(value: Any) -> str | None:
 
 def parse_utc(value: str) -> datetime:
     """UTCDateTime as sent (space or T, optional Z/offset) -> an aware UTC datetime."""
+    if value.endswith("z"):  # RFC 3339 allows a lower-case z; fromisoformat does not
+        value = value[:-1] + "Z"
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
@@ -224,9 +263,12 @@ def rfc3339(moment: datetime) -> str:
 
 
 def utc_moment_and_text(value: str) -> tuple[datetime, str]:
-    """The moment, and its RFC 3339 text; the common "YYYY-MM-DD HH:MM:SS" form skips re-formatting."""
+    """The moment, and its RFC 3339 text; the common "YYYY-MM-DD HH:MM:SS" form skips re-formatting.
+
+    (Only that form: "YYYY-MM-DD HH:MM+HH" is 19 characters with a space too.)
+    """
     moment = parse_utc(value)
-    if len(value) == 19 and value[10] == " ":
+    if len(value) == 19 and value[10] == " " and value[16] == ":":
         return moment, f"{value[:10]}T{value[11:]}Z"
     return moment, rfc3339(moment)
 
@@ -265,7 +307,8 @@ def usable_id(row: Any) -> int | None:
     value = row.get("ID")
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value > 0 else None
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+    # isascii: str.isdigit() is also true for "²" and "١٢", which int() refuses or reads as a number.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         number = int(value)
         return number if number > 0 else None
     return None
@@ -274,9 +317,12 @@ def usable_id(row: Any) -> int | None:
 class RecordProcessor:
     """Turns chunks of raw rows from one feed into events and dead letters."""
 
-    def __init__(self, feed: str, validator: RowValidator | None = None) -> None:
+    def __init__(
+        self, feed: str, validator: RowValidator | None = None, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.feed = feed
         self._validator = validator or RowValidator()
+        self._clock = clock or _utc_now
 
     def process_chunk(self, rows: Iterable[Any], floor_id: int) -> ProcessedChunk:
         """Validate and normalize `rows`; IDs at or below `floor_id` are dropped as already seen.
@@ -284,6 +330,7 @@ class RecordProcessor:
         Rows with a usable ID come out in ID order, one per ID; rows without one are dead-lettered.
         """
         out = ProcessedChunk()
+        latest = self._clock() + FUTURE_TOLERANCE
         keyed: list[tuple[int, Any]] = []
         for row in rows:
             row_id = usable_id(row)
@@ -300,7 +347,7 @@ class RecordProcessor:
                 out.dropped_duplicate += 1
                 continue
             previous = row_id
-            outcome = self.normalize(row_id, row)
+            outcome = self.normalize(row_id, row, latest)
             if isinstance(outcome, Event):
                 out.events.append(outcome)
             else:
@@ -309,7 +356,8 @@ class RecordProcessor:
             out.max_id = previous
         return out
 
-    def normalize(self, row_id: int, row: dict[str, Any]) -> Event | Rejection:
+    def normalize(self, row_id: int, row: dict[str, Any], latest: datetime | None = None) -> Event | Rejection:
+        """The row's event, or why it cannot be one; a call after `latest` (a UTC moment) is refused."""
         rejection = self._validator.check(row)
         if rejection is not None:
             return rejection
@@ -322,6 +370,11 @@ class RecordProcessor:
         for feed_name, event_name in _TEXT_FIELDS:
             value = get(feed_name)
             event[event_name] = (value.strip() or None) if value.__class__ is str else _text(value)
+        if event["account_code"] is None:
+            # The schema's \S and Python's strip() disagree on what is blank (\x1c, \x85, ...).
+            return Rejection(
+                RULE_INVALID_VALUE, "AccountCode", f"AccountCode: {_short(get('AccountCode'))}: blank once stripped"
+            )
         if event["a_party"] is None and event["b_party"] is None:
             return Rejection(
                 RULE_POINTER_ROW, None, "pointer row: no AParty and no BParty; it only marks where data continues"
@@ -330,19 +383,30 @@ class RecordProcessor:
         try:
             for feed_name, event_name in _INTEGER_FIELDS:
                 value = get(feed_name)
-                event[event_name] = value if value.__class__ is int else _integer(value)
+                fits = value.__class__ is int and INT64_MIN <= value <= INT64_MAX
+                event[event_name] = value if fits else _integer(value)
             for feed_name, event_name, convert in _CONVERTED_FIELDS:
                 event[event_name] = convert(get(feed_name))
             feed_name = "UTCDateTime"
             moment, event["utc_datetime"] = utc_moment_and_text(row["UTCDateTime"])
-        except (ValueError, TypeError, OverflowError) as exc:
+            if latest is not None and moment > latest:
+                raise ValueError(
+                    f"{rfc3339(moment)} is more than {FUTURE_TOLERANCE.seconds // 60} minutes ahead of this "
+                    "host's clock (Kafka refuses such a timestamp)"
+                )
+            if not row.keys() <= _KNOWN_FIELDS:
+                extra = {}
+                for feed_name, value in row.items():
+                    if feed_name not in _KNOWN_FIELDS:
+                        extra[feed_name] = _text(value)
+                event["extra"] = extra
+        # RecursionError: the text of an extra column nested about 1000 levels deep.
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             return Rejection(RULE_INVALID_VALUE, feed_name, f"{feed_name}: {_short(get(feed_name))}: {exc}")
-        if not row.keys() <= _KNOWN_FIELDS:
-            event["extra"] = {name: _text(value) for name, value in row.items() if name not in _KNOWN_FIELDS}
         return Event(
             id=row_id,
             key=event["account_code"].encode(),
-            timestamp_ms=int(moment.timestamp() * 1000),
+            timestamp_ms=(moment - _EPOCH) // _MILLISECOND,  # exact: a float timestamp can be 1 ms short
             value=dumps(event),
         )
 
@@ -357,7 +421,8 @@ class RecordProcessor:
         return Rejection(RULE_INVALID_FIELD, "ID", f"ID: {_short(row.get('ID'))} is not a positive whole number")
 
     def _dead_letter(self, row_id: int | None, row: Any, rejection: Rejection) -> DeadLetter:
-        account = _text(row.get("AccountCode")) if isinstance(row, dict) else None
+        code = row.get("AccountCode") if isinstance(row, dict) else None
+        account = None if isinstance(code, dict | list) else _text(code)
         value = {
             "feed": self.feed,
             "id": row_id,
@@ -367,12 +432,15 @@ class RecordProcessor:
             "raw": row.values if isinstance(row, MalformedRow) else row,
             "rejected_at": rfc3339(datetime.now(UTC).replace(microsecond=0)),
         }
-        return DeadLetter(
-            id=row_id,
-            key=account.encode() if account else None,
-            value=dumps(value),
-            rule=rejection.rule,
-        )
+        try:
+            encoded = dumps(value)
+        except TypeError:  # orjson.JSONEncodeError: the raw row is too deep or its integers too big
+            encoded = dumps({**value, "raw": _encodable(row)})
+        return DeadLetter(id=row_id, key=account.encode() if account else None, value=encoded, rule=rejection.rule)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _first(item: tuple[int, Any]) -> int:

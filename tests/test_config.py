@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdr_stream.config import ConfigError, load_settings, parse_settings
+from tests.leaks import assert_no_secrets, captured_output
 
 SECRET = "Sup3r-secret"
 
@@ -219,3 +222,59 @@ def test_source_and_table_must_agree(tmp_path: Path) -> None:
     data["feeds"][0]["sftp"] = sftp_feed(tmp_path, password="p")["feeds"][0]["sftp"]
     assert "only belongs to a feed with source" in error_of(data)
     assert "feeds[0].url: Field required" in error_of({"feeds": [{"name": "f", "login": "l", "password": "p"}]})
+
+
+SASL_SECRET = "Sasl-Sup3r-secret"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        minimal(password=SECRET, poll_interval_seconds=-1),
+        minimal(password=SECRET, password_env="SOME_VARIABLE"),
+        minimal(password=SECRET, pasword=SECRET),  # a misspelt setting holding the password
+        minimal(password=[SECRET]),  # the wrong type
+        minimal(password=SECRET, url=f"https://user:{SECRET}@portal.example/billingfeed.php"),
+        {**minimal(password=SECRET), "kafka": {"security_protocol": "SASL_SSL", "sasl_password": SASL_SECRET}},
+        {**minimal(password=SECRET), "kafka": {"security_protocol": "SASL", "sasl_password": SASL_SECRET}},
+        {**minimal(password=SECRET), "kafka": {"sasl_password": SASL_SECRET, "sasl_password_env": SASL_SECRET}},
+    ],
+)
+def test_a_config_error_never_shows_a_password(data: dict[str, Any]) -> None:
+    assert_no_secrets(error_of(data), [SECRET, SASL_SECRET], "the configuration error")
+
+
+def bad_config(tmp_path: Path) -> Path:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'log_level = "DEBUG"\n[[feeds]]\nname = "f"\nurl = "https://portal.example/billingfeed.php"\n'
+        f'login = "l"\npassword = "{SECRET}"\npoll_interval_seconds = 0\n'
+        f'[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_password = "{SASL_SECRET}"\n'
+    )
+    return config
+
+
+def test_state_commands_with_a_bad_config_never_show_a_password(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from cdr_stream.cli import main
+
+    for command in (["state", "show"], ["state", "set", "--feed", "f", "--last-id", "1"]):
+        assert main([*command, "--config", str(bad_config(tmp_path))]) == 2
+    output = captured_output(capfd)
+    assert output.count("poll_interval_seconds") == 2
+    assert_no_secrets(output, [SECRET, SASL_SECRET], "the commands' output")
+
+
+def test_the_run_command_with_a_bad_config_never_shows_a_password(tmp_path: Path) -> None:
+    config = bad_config(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "cdr_stream.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "poll_interval_seconds" in done.stderr
+    assert_no_secrets(done.stdout + done.stderr, [SECRET, SASL_SECRET], "the command's output")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import html
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from urllib.parse import quote_plus
 
 import pytest
 
 from cdr_stream.config import FeedSettings
 from cdr_stream.feed import FeedAuthError, FeedClient, FeedError, FeedResponse, FeedWindow, retry_after_seconds
+from tests.leaks import assert_no_secrets, exception_text
 
 SECRET = "pa55-w0rd!"
 
@@ -148,3 +152,31 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert retry_after_seconds("Mon, 01 Jan 2024 00:00:30 GMT", now) == 30.0
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+AWKWARD_SECRET = "p@ss w0rd&=%/\u00e9'\"x"
+
+
+@pytest.mark.parametrize(
+    ("status", "page"),
+    [
+        (500, "<html>you sent login=812&password={encoded}&fromid=0</html>"),  # the form body, URL-encoded
+        (200, "<html>Error. You sent: login=812&password={encoded}</html>"),  # cut off mid-secret at 80 chars
+        (401, "<p>{plain}</p>"),  # quotes that describe_body's repr() escapes
+        (403, '{{"error": "bad password", "password": {json}}}'),
+        (502, "<p>Bad password: {html}</p>"),  # PHP's htmlspecialchars()
+    ],
+)
+async def test_an_error_page_that_echoes_the_password_in_any_form_does_not_leak_it(status: int, page: str) -> None:
+    # Only the plain password was masked, and after the snippet was cut short: a part could remain.
+    body = page.format(
+        encoded=quote_plus(AWKWARD_SECRET),
+        plain=AWKWARD_SECRET,
+        json=json.dumps(AWKWARD_SECRET),
+        html=html.escape(AWKWARD_SECRET),
+    ).encode()
+    client = FeedClient(feed(password=AWKWARD_SECRET), CannedTransport(CannedResponse(status=status, body=body)))
+    with pytest.raises(FeedError) as caught:
+        await rows_from(client)
+    assert_no_secrets(exception_text(caught.value), [AWKWARD_SECRET], "the error")
+    assert "***" in str(caught.value)

@@ -5,8 +5,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from cdr_stream.parse import AnswerFormat, AnswerFormatError, answer_row_chunks, json_row_chunks
+from tests.properties import SUITE_TALLY, check_body
+from tests.strategies import SUITE_SETTINGS, Body, bodies
 
 
 def reader(body: bytes, piece: int = 7) -> Callable[[int], Awaitable[bytes]]:
@@ -88,3 +91,49 @@ async def test_a_json_body_is_not_taken_for_a_text_one(fmt: AnswerFormat) -> Non
         async for _ in answer_row_chunks(reader(json.dumps(ROWS).encode()), fmt=fmt, chunk_rows=10):
             pass
     assert caught.value.reason == "missing_header"
+
+
+# --- regressions found by the property tests -------------------------------------------------------
+
+
+@pytest.mark.parametrize("buffer_limit", [1 << 20, 4])
+async def test_a_leading_byte_order_mark_is_ignored(buffer_limit: int) -> None:
+    # Some PHP scripts send one first (a source file saved with it); JSON lets a parser ignore it.
+    body = b"\xef\xbb\xbf" + json.dumps(ROWS).encode()
+    chunks = await collect(body, buffer_limit=buffer_limit)
+    assert [row for chunk in chunks for row in chunk] == ROWS
+    assert await collect(b"\xef\xbb\xbf  ", buffer_limit=buffer_limit) == []
+
+
+@pytest.mark.parametrize("body", [b" " * 100 + b'[{"ID": 1}]', b"\r\n" * 50, b"\t" * 100 + b"[]"])
+async def test_whitespace_longer_than_the_buffer_reads_as_without_it(body: bytes) -> None:
+    # The streamed path took 16 bytes of whitespace for the whole opening and refused the answer.
+    assert await collect(body, buffer_limit=16) == await collect(body)
+
+
+async def test_bytes_that_are_not_utf8_in_a_streamed_answer_are_an_answer_format_error() -> None:
+    # ijson raised UnicodeDecodeError, which nothing caught: the feed's task died.
+    body = b'[{"ID": 1, "Note": "caf\xc0"}, ' + b" " * 64 + b'{"ID": 2}]'
+    with pytest.raises(AnswerFormatError) as caught:
+        await collect(body, buffer_limit=16)
+    assert caught.value.reason == "invalid_json"
+
+
+# --- properties ------------------------------------------------------------------------------------
+# 1,000 bodies (a few rows each, all of them processed too), read both ways in arbitrary pieces: see
+# tests/test_records.py for how the example counts were chosen.
+
+
+@settings(SUITE_SETTINGS, max_examples=1000)
+@given(bodies())
+def test_a_body_gives_rows_or_an_answer_format_error_the_same_on_both_paths(body: Body) -> None:
+    check_body(body, SUITE_TALLY)
+
+
+@pytest.mark.parametrize("body", [b"[]\x0b", b'[{"ID": 1},\x0c{"ID": 2}]', b'[{"ID": 1}\x0b]'])
+async def test_a_vertical_tab_or_form_feed_is_refused_on_both_paths(body: bytes) -> None:
+    # yajl skipped them as whitespace, so the streamed path read what orjson refused (found by dev/fuzz.py).
+    for buffer_limit in (1 << 20, 0):
+        with pytest.raises(AnswerFormatError) as caught:
+            await collect(body, buffer_limit=buffer_limit)
+        assert caught.value.reason == "invalid_json"

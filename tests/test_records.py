@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema_rs
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdr_stream.fields import FEED_FIELDS
 from cdr_stream.records import (
@@ -21,7 +24,15 @@ from cdr_stream.records import (
     RecordProcessor,
     load_schema,
 )
+from tests.properties import (
+    SUITE_TALLY,
+    check_chunk,
+    check_chunking,
+    check_valid_row_fields,
+    check_valid_rows,
+)
 from tests.rows import as_strings, feed_row
+from tests.strategies import SUITE_SETTINGS, UtcText, floors, row_lists, utc_texts, valid_row_lists, valid_rows
 
 event_validator = jsonschema_rs.validator_for(load_schema(EVENT_SCHEMA_FILE))
 
@@ -190,3 +201,126 @@ def test_held_events_cost_about_their_size_in_memory() -> None:
     chunk = processor.process_chunk(rows, 0)
     # An event is ~900 bytes; orjson's own result would hold ~4 KiB each.
     assert (rss_kib() - before) / len(chunk.events) < 2
+
+
+# --- regressions found by the property tests -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"Seconds": 1e20}, "Seconds"),  # a whole float beyond 64 bits crashed the event's encoding
+        ({"FreeUnitsUsed": 2**64 - 1}, "FreeUnitsUsed"),  # orjson hands over ints up to 2**64 - 1
+        ({"UTCOffset": 1e300}, "UTCOffset"),
+        ({"UTCOffset": 24}, "UTCOffset"),
+        ({"AccountCode": "\x1c"}, "AccountCode"),  # \S to the schema, blank to str.strip(): crashed
+        ({"AccountCode": " \x85 "}, "AccountCode"),
+    ],
+)
+def test_values_out_of_range_or_blank_once_stripped_are_invalid_values(change: dict[str, Any], field: str) -> None:
+    (letter,) = dead_letters_of([feed_row(4, **change)])
+    assert (letter["rule"], letter["field"]) == (RULE_INVALID_VALUE, field)
+    assert letter["reason"].startswith(field)
+
+
+@pytest.mark.parametrize("row_id", ["\u00b2", "\u0661\u0662", "\uff11\uff12"])
+def test_an_id_of_non_ascii_digits_is_not_usable(row_id: str) -> None:
+    # str.isdigit() is true for these; int() refused the first (a crash) and read the others as numbers.
+    chunk = RecordProcessor("f").process_chunk([feed_row(row_id)], 0)
+    assert [(letter.id, letter.rule) for letter in chunk.dead_letters] == [(None, RULE_INVALID_FIELD)]
+
+
+@pytest.mark.parametrize(
+    ("utc", "published"),
+    [
+        ("2024-04-05 22:11:12z", "2024-04-05T22:11:12Z"),  # the schema (and RFC 3339) allow a lower-case z
+        ("2024-04-06 10:11+12", "2024-04-05T22:11:00Z"),  # 19 characters with a space, but not the plain form
+        ("2024-04-05 22:11-01", "2024-04-05T23:11:00Z"),
+    ],
+)
+def test_utc_forms_that_were_mishandled(utc: str, published: str) -> None:
+    (event,) = events_of([feed_row(1, UTCDateTime=utc)])
+    event_validator.validate(event)
+    assert event["utc_datetime"] == published
+
+
+@pytest.mark.parametrize(
+    ("utc", "timestamp_ms"), [("1971-12-31 23:31:28.935", 63070288935), ("2024-01-01T00:00:00.001Z", 1704067200001)]
+)
+def test_the_kafka_timestamp_is_the_exact_millisecond(utc: str, timestamp_ms: int) -> None:
+    # A float timestamp times 1000 came out 1 ms short for these.
+    (event,) = RecordProcessor("f").process_chunk([feed_row(1, UTCDateTime=utc)], 0).events
+    assert event.timestamp_ms == timestamp_ms
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_rows_nested_past_the_encoders_limits_are_dead_lettered() -> None:
+    rows = [
+        feed_row(1, Seconds=nested(300)),  # orjson encodes 254 levels, jsonschema-rs reports on 254
+        feed_row(2, Rate=nested(1000)),  # an extra column whose text needs more than the recursion limit
+        feed_row(3, Seconds="x", Rate=nested(300)),  # invalid elsewhere, and too deep to report on as is
+        {"ID": "x", "AccountCode": nested(300)},
+        [nested(1000)],
+    ]
+    chunk = RecordProcessor("f").process_chunk(rows, 0)
+    letters = [orjson.loads(letter.value) for letter in chunk.dead_letters]
+    assert [(letter["id"], letter["rule"], letter["field"]) for letter in letters] == [
+        (None, RULE_INVALID_FIELD, "ID"),
+        (None, RULE_NOT_AN_OBJECT, None),
+        (1, RULE_INVALID_FIELD, "Seconds"),
+        (2, RULE_INVALID_VALUE, "Rate"),
+        (3, RULE_INVALID_FIELD, "Seconds"),
+    ]
+    assert [letter.key for letter in chunk.dead_letters] == [None, None, b"81234567", b"81234567", b"81234567"]
+    # The raw row is kept down to 100 levels; below that the text says what was cut.
+    assert "nested deeper than 100 levels" in json.dumps(letters[2]["raw"]["Seconds"])
+    assert letters[3]["raw"]["ID"] == 2
+
+
+# --- properties ------------------------------------------------------------------------------------
+# Examples per test: 300 to 600 lists of rows, 2,000 single rows and 1,000 bodies, so that the suite tries
+# more than 10,000 generated rows and bodies in all (tests/conftest.py prints the figure) in about 40 s of
+# CPU: generating a row costs Hypothesis about 1 ms, checking it less.
+# `dev/fuzz.py` runs the same checks on as many inputs as asked. derandomize: the same examples on every
+# run, so a failure here replays as is; the fuzz command varies its seed (and prints it).
+
+
+@settings(SUITE_SETTINGS, max_examples=2000)
+@given(valid_rows(), utc_texts())
+def test_a_valid_row_keeps_its_values_in_the_event(row: dict[str, Any], utc: UtcText) -> None:
+    check_valid_row_fields(row, utc, SUITE_TALLY)
+
+
+@settings(SUITE_SETTINGS, max_examples=400)
+@given(valid_row_lists, floors)
+def test_valid_rows_all_become_events(rows: list[dict[str, Any]], floor: int) -> None:
+    check_valid_rows(rows, floor, SUITE_TALLY)
+
+
+@settings(SUITE_SETTINGS, max_examples=600)
+@given(row_lists(), floors)
+def test_every_row_becomes_one_event_or_one_dead_letter(rows: list[Any], floor: int) -> None:
+    check_chunk(rows, floor, SUITE_TALLY)
+
+
+@settings(SUITE_SETTINGS, max_examples=300)
+@given(row_lists(), floors, st.lists(st.integers(0, 20), max_size=4))
+def test_chunks_of_the_same_rows_give_the_same_result(rows: list[Any], floor: int, cuts: list[int]) -> None:
+    check_chunking(rows, floor, cuts, SUITE_TALLY)
+
+
+def test_a_call_from_the_future_is_an_invalid_value() -> None:
+    now = datetime(2024, 4, 5, 22, 0, tzinfo=UTC)
+    processor = RecordProcessor("f", clock=lambda: now)
+    rows = [feed_row(1, UTCDateTime="2024-04-05 22:15:00"), feed_row(2, UTCDateTime="2024-04-05 22:15:01")]
+    chunk = processor.process_chunk(rows, 0)
+    assert [event.id for event in chunk.events] == [1]  # up to 15 minutes ahead: a provider clock running fast
+    (letter,) = [orjson.loads(letter.value) for letter in chunk.dead_letters]
+    assert (letter["id"], letter["rule"], letter["field"]) == (2, RULE_INVALID_VALUE, "UTCDateTime")
+    assert "ahead of this host's clock" in letter["reason"]

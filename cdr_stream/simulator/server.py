@@ -9,6 +9,7 @@ import hmac
 import logging
 import random
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -85,6 +86,8 @@ class SimulatorConfig:
     duplicate_rate: float = 0.0
     out_of_order: bool = False
     resend_rate: float = 0.0
+    # Transport: serve https with this context (its certificate chain loaded) instead of http.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +210,10 @@ class FeedSimulator:
         # No access log: its request line would carry a password sent by GET.
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+        await web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context).start()
         host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}{FEED_PATH}"
+        scheme = "https" if self.config.ssl_context else "http"
+        self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{FEED_PATH}"
         if self.config.rate > 0:
             self._live_task = asyncio.create_task(self._grow())
 

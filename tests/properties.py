@@ -1,0 +1,368 @@
+"""The properties of the parser, validator and normalizer, checked on any input; shared by the property
+tests and `dev/fuzz.py`.
+
+Each `check_*` function raises AssertionError when a property fails (any other exception from
+cdr_stream is a crash) and adds what it saw to a `Tally`. The expectations are computed here, from the
+contract (README, schemas), not by calling the code under test again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import cycle
+from typing import Any, Final, TypeVar
+
+import jsonschema_rs
+import orjson
+
+from cdr_stream.fields import FEED_TO_EVENT
+from cdr_stream.parse import AnswerFormatError, json_row_chunks
+from cdr_stream.records import (
+    EVENT_SCHEMA_FILE,
+    FUTURE_TOLERANCE,
+    RULE_INVALID_FIELD,
+    RULE_INVALID_VALUE,
+    RULE_MISSING_FIELD,
+    RULE_NOT_AN_OBJECT,
+    RULE_POINTER_ROW,
+    Event,
+    ProcessedChunk,
+    RecordProcessor,
+    load_schema,
+)
+from tests.strategies import BOM, INT64_MAX, INT64_MIN, Body, UtcText
+
+T = TypeVar("T")
+FEED: Final = "fuzz"
+RULES: Final = frozenset(
+    {RULE_NOT_AN_OBJECT, RULE_MISSING_FIELD, RULE_INVALID_FIELD, RULE_POINTER_ROW, RULE_INVALID_VALUE}
+)
+ANSWER_REASONS: Final = frozenset({"not_json_array", "invalid_json"})
+DEAD_LETTER_KEYS: Final = frozenset({"feed", "id", "rule", "field", "reason", "raw", "rejected_at"})
+#: Below orjson's dumps limit (254): such a value can be compared and re-encoded as is.
+COMPARABLE_DEPTH: Final = 200
+_MONEY: Final = re.compile(r"-?[0-9]+(\.[0-9]*[1-9])?")
+# An integer literal that may not fit in 64 bits, and nesting past orjson's loads limit: the two known
+# places where the parse paths part ways (see docs/reliability-security.md).
+_LONG_INTEGER: Final = re.compile(rb"[0-9]{19,}")
+_ORJSON_MAX_DEPTH: Final = 1024
+
+EVENT_VALIDATOR: Final = jsonschema_rs.validator_for(load_schema(EVENT_SCHEMA_FILE))
+#: The processor's "now": every valid row's call is before it, the far-future near misses after it.
+NOW: Final = datetime(2100, 1, 1, tzinfo=UTC)
+PROCESSOR: Final = RecordProcessor(FEED, clock=lambda: NOW)
+
+
+@dataclass
+class Tally:
+    """What the checks saw: inputs by kind, events, dead letters by rule, dropped rows, refused answers."""
+
+    inputs: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    dropped: int = 0
+    refused_answers: Counter[str] = field(default_factory=Counter)
+
+    def add_chunk(self, chunk: ProcessedChunk) -> None:
+        self.events += len(chunk.events)
+        self.dead_letters.update(letter.rule for letter in chunk.dead_letters)
+        self.dropped += chunk.dropped_seen + chunk.dropped_duplicate
+
+    def total_inputs(self) -> int:
+        return sum(self.inputs.values())
+
+
+#: What the property tests of this pytest run saw (tests/conftest.py prints it at the end).
+SUITE_TALLY: Final = Tally()
+
+
+# --- the contract, restated ----------------------------------------------------------------------
+
+
+def depth(value: Any) -> int:
+    """How many containers deep `value` is, without recursion (values may be nested 1,000 levels)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def expected_id(row: Any) -> int | None:
+    """The README's usable ID: a positive whole number, as a JSON integer or a string of 1-18 ASCII digits."""
+    if not isinstance(row, dict):
+        return None
+    value = row.get("ID")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value > 0 else None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value):
+        return int(value) or None
+    return None
+
+
+def expected_text(value: Any) -> str | None:
+    """How a text field is published: stripped, empty as null, a number as its digits."""
+    if value is None:
+        return None
+    text = value.strip() if isinstance(value, str) else str(value)
+    return text or None
+
+
+def amount_text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value).strip()
+
+
+def _ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, exactly (floored), as Kafka timestamps count."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // _ONE_MS
+
+
+_ONE_MS: Final = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _moment(rfc3339: str) -> datetime:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+
+
+# --- rows ------------------------------------------------------------------------------------------
+
+
+def check_chunk(rows: Sequence[Any], floor: int, tally: Tally) -> ProcessedChunk:
+    """Every row is accounted for once; every outcome is well-formed; IDs and keys are kept."""
+    tally.inputs["rows"] += len(rows)
+    chunk = PROCESSOR.process_chunk(rows, floor)
+    tally.add_chunk(chunk)
+    ids = [expected_id(row) for row in rows]
+    fresh = [row_id for row_id in ids if row_id is not None and row_id > floor]
+    distinct = sorted(set(fresh))
+
+    assert chunk.dropped_seen == sum(1 for row_id in ids if row_id is not None and row_id <= floor)
+    assert chunk.dropped_duplicate == len(fresh) - len(distinct)
+    assert len(chunk.events) + len(chunk.dead_letters) + chunk.dropped_seen + chunk.dropped_duplicate == len(rows)
+    assert chunk.max_id == (distinct[-1] if distinct else None)
+
+    published = [event.id for event in chunk.events]
+    keyed_letters = [letter.id for letter in chunk.dead_letters if letter.id is not None]
+    assert published == sorted(published) and keyed_letters == sorted(keyed_letters), "not in ID order"
+    assert sorted(published + keyed_letters) == distinct, "an ID is lost or comes out twice"
+    assert sum(1 for letter in chunk.dead_letters if letter.id is None) == ids.count(None)
+
+    # A repeated ID: the first row with it is the one that counts.
+    first_row = {}
+    for row_id, row in zip(ids, rows, strict=True):
+        if row_id is not None:
+            first_row.setdefault(row_id, row)
+    for event in chunk.events:
+        check_event(event, first_row[event.id])
+    unkeyed = iter(row for row_id, row in zip(ids, rows, strict=True) if row_id is None)
+    for letter in chunk.dead_letters:
+        check_dead_letter(letter.value, letter.key, letter.rule, first_row[letter.id] if letter.id else next(unkeyed))
+    return chunk
+
+
+def check_event(event: Event, row: dict[str, Any]) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(event.value)
+    errors = [error.message for error in EVENT_VALIDATOR.iter_errors(value)]
+    assert not errors, f"the event breaks its schema: {errors}"
+    assert value["id"] == event.id == expected_id(row)
+    assert value["feed"] == FEED
+    assert value["account_code"] == expected_text(row["AccountCode"])
+    assert event.key == value["account_code"].encode()
+    assert event.timestamp_ms == _ms(_moment(value["utc_datetime"])), "Kafka timestamp differs from utc_datetime"
+    assert _moment(value["utc_datetime"]) <= NOW + FUTURE_TOLERANCE, "a call from the future was published"
+    for name in ("Charge", "ChargeExcl"):
+        assert Decimal(value[FEED_TO_EVENT[name]]) == Decimal(amount_text(row[name])), f"{name} changed its value"
+    for name in ("Seconds", "NetworkSeconds", "ConnectSeconds", "FreeUnitsUsed"):
+        sent = row.get(name)
+        published = value[FEED_TO_EVENT[name]]
+        assert published == (None if sent in (None, "") else int(sent)), f"{name}: {sent!r} -> {published!r}"
+        assert published is None or INT64_MIN <= published <= INT64_MAX
+    offset = row.get("UTCOffset")
+    if offset in (None, ""):
+        assert value["utc_offset_hours"] is None
+    else:
+        assert value["utc_offset_hours"] == float(offset) and abs(value["utc_offset_hours"]) < 24
+    extra = {name: expected_text(sent) for name, sent in row.items() if name not in FEED_TO_EVENT}
+    assert value.get("extra", {}) == extra
+    return value
+
+
+def check_dead_letter(raw_value: bytes, key: bytes | None, rule: str, row: Any) -> None:
+    value = orjson.loads(raw_value)
+    assert set(value) == DEAD_LETTER_KEYS
+    assert rule == value["rule"] and rule in RULES, f"rule {rule!r} is not in the closed set"
+    assert isinstance(value["reason"], str) and value["reason"].strip(), "a dead letter without a reason"
+    assert value["field"] is None or isinstance(value["field"], str)
+    assert value["feed"] == FEED
+    assert (rule == RULE_NOT_AN_OBJECT) == (not isinstance(row, dict))
+    if depth(row) < COMPARABLE_DEPTH:
+        assert value["raw"] == row, "the dead letter does not carry the row as received"
+    if isinstance(row, dict) and isinstance(row.get("AccountCode"), str | int):
+        account = expected_text(row["AccountCode"])
+        assert key == (account.encode() if account else None)
+
+
+def check_valid_rows(rows: Sequence[dict[str, Any]], floor: int, tally: Tally) -> None:
+    """Rows the contract says are valid: each distinct ID above the floor becomes an event."""
+    chunk = check_chunk(rows, floor, tally)
+    reasons = [orjson.loads(letter.value)["reason"] for letter in chunk.dead_letters]
+    assert not reasons, f"valid rows were dead-lettered: {reasons}"
+
+
+def check_valid_row_fields(row: dict[str, Any], utc: UtcText, tally: Tally) -> None:
+    """One valid row: the event carries what the row said, in the contract's forms."""
+    tally.inputs["rows"] += 1
+    row = {**row, "ID": 1, "UTCDateTime": utc.text}
+    chunk = PROCESSOR.process_chunk([row], 0)
+    tally.add_chunk(chunk)
+    reasons = [orjson.loads(letter.value)["reason"] for letter in chunk.dead_letters]
+    assert not reasons, f"a valid row was dead-lettered: {reasons}"
+    value = check_event(chunk.events[0], row)
+    assert _moment(value["utc_datetime"]) == utc.moment, f"{utc.text} read as {value['utc_datetime']}"
+    for name in ("Date", "BillDate"):
+        assert value[FEED_TO_EVENT[name]] == (row[name] or None)
+    if row["Time"]:
+        assert value["local_time"] == (row["Time"] + ":00")[:8]
+    direction = expected_text(row["Direction"])
+    assert value["direction"] == (direction.lower() if direction else None)
+
+
+def check_chunking(rows: Sequence[Any], floor: int, cuts: Sequence[int], tally: Tally) -> None:
+    """Rows in ascending ID order give the same events and dead letters whatever the chunk size.
+
+    Chunks chain their floor like the poller does (the next chunk starts above the highest ID so far).
+    """
+    ordered = sorted(rows, key=lambda row: expected_id(row) or 0)
+    whole = check_chunk(ordered, floor, tally)
+    events: list[Event] = []
+    letters: list[tuple[Any, ...]] = []
+    dropped = 0
+    start, chunk_floor = 0, floor
+    for cut in sorted({*cuts, len(ordered)}):
+        piece = PROCESSOR.process_chunk(ordered[start:cut], chunk_floor)
+        start, chunk_floor = cut, max(chunk_floor, piece.max_id or chunk_floor)
+        events += piece.events
+        letters += [_letter_fields(letter.value) for letter in piece.dead_letters]
+        dropped += piece.dropped_seen + piece.dropped_duplicate
+    assert events == whole.events
+    assert sorted(letters, key=repr) == sorted(
+        (_letter_fields(letter.value) for letter in whole.dead_letters), key=repr
+    )
+    assert dropped == whole.dropped_seen + whole.dropped_duplicate
+
+
+def _letter_fields(value: bytes) -> tuple[Any, ...]:
+    letter = orjson.loads(value)
+    return (letter["id"], letter["rule"], letter["field"], letter["reason"], orjson.dumps(letter["raw"]))
+
+
+# --- bodies ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Parsed:
+    chunks: list[list[Any]]
+    error: AnswerFormatError | None
+
+    @property
+    def rows(self) -> list[Any]:
+        return [row for chunk in self.chunks for row in chunk]
+
+
+def run_now(awaitable: Awaitable[T]) -> T:
+    """Run a coroutine that never waits for anything to completion, without an event loop.
+
+    The parser only awaits the reader, and `reader()` answers at once. A bare yield (ijson's C backend
+    makes one between reads, as `asyncio.sleep(0)` does) only hands the turn over: go on. Waiting on a
+    future would need a loop: that is a test bug.
+    """
+    steps = awaitable.__await__()
+    while True:
+        try:
+            waited_on = steps.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        assert waited_on is None, f"the parser waited on {waited_on!r}, not on the reader"
+
+
+def reader(data: bytes, pieces: Sequence[int]) -> Callable[[int], Awaitable[bytes]]:
+    """Reads `data` in pieces of the given sizes, in turn: arbitrary read boundaries."""
+    position, sizes = 0, cycle(pieces)
+
+    async def read(size: int) -> bytes:
+        nonlocal position
+        piece = data[position : position + min(size, next(sizes))]
+        position += len(piece)
+        return piece
+
+    return read
+
+
+def parse(data: bytes, pieces: Sequence[int], *, chunk_rows: int, buffer_limit: int) -> Parsed:
+    chunks = json_row_chunks(reader(data, pieces), chunk_rows=chunk_rows, buffer_limit=buffer_limit)
+    parsed = Parsed([], None)
+    try:
+        while True:
+            parsed.chunks.append(run_now(anext(chunks)))
+    except StopAsyncIteration:
+        pass
+    except AnswerFormatError as exc:
+        parsed.error = exc
+    return parsed
+
+
+def check_body(body: Body, tally: Tally) -> None:
+    """A body gives rows or an AnswerFormatError, never another exception; both parse paths agree; the
+    chunk size changes nothing; every row then becomes one event or one dead letter."""
+    tally.inputs["bodies"] += 1
+    # Whole (orjson), then streamed (ijson) through a small buffer, both read in arbitrary pieces.
+    whole = parse(body.data, body.pieces, chunk_rows=body.chunk_rows, buffer_limit=len(body.data) + 1)
+    streamed = parse(body.data, body.pieces, chunk_rows=body.chunk_rows, buffer_limit=body.buffer_limit)
+    for parsed in (whole, streamed):
+        assert all(0 < len(chunk) <= body.chunk_rows for chunk in parsed.chunks)
+        if parsed.error is not None:
+            assert parsed.error.reason in ANSWER_REASONS
+            assert str(parsed.error).strip()
+    if whole.error is not None:
+        tally.refused_answers[whole.error.reason] += 1
+        assert not whole.chunks, "the whole-body path yielded rows of a bad answer"
+    # Rows nested hundreds of levels deep are compared by count: == on them would recurse too deep.
+    comparable = max((depth(row) for row in whole.rows + streamed.rows), default=0) < COMPARABLE_DEPTH
+    if body.rows is not None:
+        assert whole.error is None, f"an intact body was refused: {whole.error}"
+        assert whole.rows == body.rows
+    if _paths_may_differ(body.data):
+        pass  # the known limits: only "no crash" and well-formed errors are checked
+    elif whole.error is None:
+        assert streamed.error is None, f"the streamed path refused what orjson read: {streamed.error}"
+        assert len(streamed.rows) == len(whole.rows)
+        assert not comparable or streamed.rows == whole.rows
+    else:
+        assert streamed.error is not None, "the streamed path accepted what orjson refused"
+        assert streamed.error.reason == whole.error.reason
+    if whole.error is None:
+        rechunked = parse(body.data, (1 << 20,), chunk_rows=len(whole.rows) + 1, buffer_limit=len(body.data) + 1)
+        assert [len(chunk) for chunk in rechunked.chunks] == ([len(whole.rows)] if whole.rows else [])
+        assert not comparable or rechunked.rows == whole.rows
+        check_chunk(whole.rows, 0, tally)
+
+
+def _paths_may_differ(data: bytes) -> bool:
+    """Integers beyond 64 bits (orjson reads them, yajl refuses them) or nesting past orjson's limit."""
+    if _LONG_INTEGER.search(data):
+        return True
+    level = deepest = 0
+    for byte in data.removeprefix(BOM):
+        if byte in b"[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif byte in b"]}":
+            level -= 1
+    return deepest > _ORJSON_MAX_DEPTH - 24
