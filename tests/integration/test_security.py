@@ -16,6 +16,9 @@ from aiohttp import web
 
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector, ConnectorError
+from cdr_stream.health import FeedHealth
+from cdr_stream.metrics import ConnectorMetrics
+from cdr_stream.poller import ObserverGroup
 from cdr_stream.progress import ProgressLog
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import PASSWORD, read_published, run_until_caught_up, settings_for, wait_for
@@ -130,10 +133,20 @@ def feed_settings(kafka: KafkaSettings, topics: TopicSettings, url: str, passwor
     )
 
 
-async def run_until_failures(settings: Settings, count: int) -> tuple[Failures, BaseException | None]:
-    """Run a connector until `count` polls failed (or it stopped itself); the failures and its error."""
+@dataclass
+class Run:
+    failures: Failures
+    error: BaseException | None
+    #: What the HTTP endpoints would serve: /metrics, and the /healthz and /readyz bodies.
+    exposed: str
+
+
+async def run_until_failures(settings: Settings, count: int) -> Run:
+    """Run a connector until `count` polls failed (or it stopped itself)."""
     failures = Failures()
-    connector = Connector(settings, observer=failures)
+    health = FeedHealth(settings)
+    metrics = ConnectorMetrics([feed.name for feed in settings.feeds], health)
+    connector = Connector(settings, observer=ObserverGroup(failures, metrics, health))
     await connector.start()
     error: BaseException | None = None
     try:
@@ -142,7 +155,8 @@ async def run_until_failures(settings: Settings, count: int) -> tuple[Failures, 
         await connector.wait()
     except ConnectorError as exc:
         error = exc
-    return failures, error
+    exposed = metrics.render().decode() + repr(health.liveness()) + repr(health.readiness())
+    return Run(failures, error, exposed)
 
 
 @pytest.mark.parametrize(("status", "reason"), [(500, "http_5xx"), (200, "not_json_array"), (401, "auth")])
@@ -151,7 +165,11 @@ async def test_a_feed_page_that_echoes_the_request_does_not_leak_the_password(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with echo_feed(status) as url:
-        failures, error = await run_until_failures(feed_settings(kafka, topics, url, AWKWARD_PASSWORD), 2)
+        run = await run_until_failures(feed_settings(kafka, topics, url, AWKWARD_PASSWORD), 2)
+    failures, error = run.failures, run.error
+    if status != 401:
+        assert f'cdr_stream_poll_failures_total{{feed="leaky",reason="{reason}"}}' in run.exposed
+    assert_no_secrets(run.exposed, [AWKWARD_PASSWORD], "the metrics and probes")
     if status == 401:  # not retried: the connector stops
         assert error is not None and failures.seen == []
         text = exception_text(error)
@@ -170,10 +188,13 @@ async def test_connection_errors_and_a_wrong_password_do_not_leak_it(
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}/billingfeed.php"
-        failures, _ = await run_until_failures(feed_settings(kafka, topics, url, AWKWARD_PASSWORD), 2)
+        unreachable = await run_until_failures(feed_settings(kafka, topics, url, AWKWARD_PASSWORD), 2)
+    failures = unreachable.failures
     assert {reason for reason, _ in failures.seen} == {"connection"}
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=5)) as sim:
-        _, error = await run_until_failures(feed_settings(kafka, topics, sim.url, AWKWARD_PASSWORD), 1)
+        refused = await run_until_failures(feed_settings(kafka, topics, sim.url, AWKWARD_PASSWORD), 1)
+    error = refused.error
+    assert_no_secrets(unreachable.exposed + refused.exposed, [AWKWARD_PASSWORD], "the metrics and probes")
     assert error is not None and "refused login 'demo'" in str(error)
     text = "\n".join(message for _, message in failures.seen) + exception_text(error) + captured_logs(caplog)
     assert_no_secrets(text, [AWKWARD_PASSWORD], "the messages and logs")
