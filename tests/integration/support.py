@@ -21,6 +21,7 @@ from cdr_stream.simulator import FeedSimulator
 
 FEED = "sim"
 PASSWORD = "s1mulated-Secret"
+PASSWORD_ENV = "CDR_TEST_FEED_PASSWORD"
 
 
 def settings_for(sim: FeedSimulator, kafka: KafkaSettings, topics: TopicSettings, **feed: Any) -> Settings:
@@ -119,33 +120,38 @@ async def read_published(kafka: KafkaSettings, topics: TopicSettings) -> Publish
     return published
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return orjson.dumps(str(value)).decode()  # a JSON string is a valid TOML basic string
+
+
+def _toml_table(header: str, values: dict[str, Any]) -> list[str]:
+    return [header, *(f"{key} = {_toml_value(value)}" for key, value in values.items() if value is not None)]
+
+
 def write_config(path: Path, settings: Settings) -> Path:
-    """The settings as a TOML file for a `cdr-stream run` process (password through the environment)."""
-    feed = settings.feeds[0]
-    lines = [
-        "[[feeds]]",
-        f'name = "{feed.name}"',
-        f'url = "{feed.url}"',
-        f'login = "{feed.login}"',
-        'password_env = "CDR_TEST_FEED_PASSWORD"',
-        f"poll_interval_seconds = {feed.poll_interval_seconds}",
-        f"max_rows_per_transaction = {feed.max_rows_per_transaction}",
-        f"backoff_initial_seconds = {feed.backoff_initial_seconds}",
-        f"backoff_max_seconds = {feed.backoff_max_seconds}",
-        "[kafka]",
-        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
-        "[topics]",
-        f'events = "{settings.topics.events}"',
-        f'dead_letter = "{settings.topics.dead_letter}"',
-        f'state = "{settings.topics.state}"',
-    ]
+    """The settings as a TOML file for a `cdr-stream run` process; the feed password comes from the
+    environment that `start_process` sets, never from the file."""
+    lines: list[str] = []
+    secrets = {"password", "password_env", "password_file"}
+    for feed in settings.feeds:
+        values = feed.model_dump(exclude=secrets, exclude_defaults=True)
+        lines += _toml_table("[[feeds]]", {**values, "password_env": PASSWORD_ENV})
+    top = settings.model_dump(include={"log_level", "shutdown_timeout_seconds"}, exclude_defaults=True)
+    lines[:0] = [f"{key} = {_toml_value(value)}" for key, value in top.items()]
+    lines += _toml_table("[kafka]", settings.kafka.model_dump(exclude={"sasl_password"}, exclude_defaults=True))
+    lines += _toml_table("[topics]", settings.topics.model_dump(exclude_defaults=True))
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def start_process(*args: str, log: Path) -> subprocess.Popen[bytes]:
     """`cdr-stream ARGS` as a real process of its own, output to `log`."""
-    env = dict(os.environ, CDR_TEST_FEED_PASSWORD=PASSWORD, PYTHONUNBUFFERED="1")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CDR_STREAM_")}
+    env.update({PASSWORD_ENV: PASSWORD, "PYTHONUNBUFFERED": "1"})
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "cdr_stream.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=env
