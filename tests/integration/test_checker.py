@@ -49,7 +49,8 @@ class Planter:
             )
 
     async def dead_letter(self, record_id: int, account: str) -> None:
-        (letter,) = self._processor.process_chunk([feed_row(record_id, AccountCode=account, Seconds="x")], 0).dead_letters
+        row = feed_row(record_id, AccountCode=account, Seconds="x")
+        (letter,) = self._processor.process_chunk([row], 0).dead_letters
         await self._producer.send_and_wait(self.topics.dead_letter, letter.value, key=letter.key)
 
     async def offset(self, last_id: int) -> None:
