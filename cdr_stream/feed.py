@@ -18,6 +18,7 @@ import aiohttp
 
 from cdr_stream.config import FeedSettings
 from cdr_stream.parse import AnswerFormatError, describe_body, json_row_chunks
+from cdr_stream.records import usable_id
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ class AiohttpTransport:
         await self._session.close()
 
 
+def _id_order(row: Any) -> int:
+    return usable_id(row) or 0  # rows without a usable ID first; they are dead-lettered anyway
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """Retry-After as seconds (it may be a number of seconds or an HTTP date)."""
     if not value:
@@ -132,7 +137,7 @@ class FeedClient:
         try:
             async with self._transport.post(self.settings.url, self.form(from_id)) as response:
                 await self._check_status(response)
-                async for chunk in json_row_chunks(response.read, chunk_rows=chunk_rows):
+                async for chunk in json_row_chunks(response.read, chunk_rows=chunk_rows, order=_id_order):
                     yield chunk
         except FeedError:
             raise

@@ -62,9 +62,14 @@ class _PrefixedReader:
 
 
 async def json_row_chunks(
-    read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT
+    read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT, order: Callable[[Any], int] | None = None
 ) -> AsyncIterator[list[Any]]:
-    """Yield lists of at most `chunk_rows` rows from a JSON array body; an empty body means no rows."""
+    """Yield lists of at most `chunk_rows` rows from a JSON array body; an empty body means no rows.
+
+    With `order`, an answer parsed whole is sorted by it before it is cut into chunks: a shuffled answer
+    larger than one chunk would otherwise have its late rows fall below the offset an earlier chunk
+    committed. A streamed answer cannot be sorted within bounded memory; it comes in the feed's order.
+    """
     buffer = bytearray()
     at_end = False
     while len(buffer) <= buffer_limit:
@@ -88,6 +93,8 @@ async def json_row_chunks(
         except orjson.JSONDecodeError as exc:
             raise AnswerFormatError("invalid_json", f"{exc} (body of {len(buffer)} bytes)") from None
         del buffer
+        if order is not None and isinstance(rows, list):
+            rows.sort(key=order)
         for begin in range(0, len(rows), chunk_rows):
             yield rows[begin : begin + chunk_rows]
         return

@@ -124,3 +124,12 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert retry_after_seconds("Mon, 01 Jan 2024 00:00:30 GMT", now) == 30.0
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+async def test_a_shuffled_answer_larger_than_a_chunk_comes_in_id_order() -> None:
+    # Regression: the rows of a shuffled page went into two transactions, and those of the second that
+    # were below the first's highest ID were dropped as already delivered.
+    body = b'[{"ID": "7"}, {"ID": 2}, {"nothing": 1}, {"ID": 9}, {"ID": 1}, {"ID": 2}]'
+    client = FeedClient(feed(), CannedTransport(CannedResponse(body=body)))
+    chunks = [chunk async for chunk in client.row_chunks(0, chunk_rows=4)]
+    assert chunks == [[{"nothing": 1}, {"ID": 1}, {"ID": 2}, {"ID": 2}], [{"ID": "7"}, {"ID": 9}]]

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from cdr_stream.config import KafkaSettings, TopicSettings
+from tests.integration.support import delete_topics, fresh_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "dev" / "kafka" / "broker"
@@ -45,27 +45,11 @@ def kafka() -> Iterator[KafkaSettings]:
 
 @pytest.fixture
 def topics() -> TopicSettings:
-    tag = uuid.uuid4().hex[:8]
-    return TopicSettings(
-        events=f"test-{tag}.events",
-        dead_letter=f"test-{tag}.dlq",
-        state=f"test-{tag}.state",
-        events_partitions=3,
-    )
+    return fresh_topics()
 
 
 @pytest.fixture
 async def cleanup_topics(kafka: KafkaSettings, topics: TopicSettings) -> AsyncIterator[None]:
     """Delete the test's topics afterwards so a long suite does not fill the broker's disk."""
     yield
-    from cdr_stream.kafka_clients import admin_client
-
-    admin = admin_client(kafka)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        doomed = [name for name in (topics.events, topics.dead_letter, topics.state) if name in existing]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
+    await delete_topics(kafka, topics)

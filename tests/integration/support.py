@@ -4,24 +4,54 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaConsumer
 
+from cdr_stream.checker import CheckResult, Expectation, IdRange, check_feed
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector
-from cdr_stream.readback import committed_records
+from cdr_stream.kafka_clients import admin_client, connection_options
+from cdr_stream.readback import committed_records, partitions_of
 from cdr_stream.simulator import FeedSimulator
 
 FEED = "sim"
 PASSWORD = "s1mulated-Secret"
 PASSWORD_ENV = "CDR_TEST_FEED_PASSWORD"
+
+
+def fresh_topics(prefix: str = "test") -> TopicSettings:
+    """Topic names no other test uses."""
+    tag = uuid.uuid4().hex[:8]
+    return TopicSettings(
+        events=f"{prefix}-{tag}.events",
+        dead_letter=f"{prefix}-{tag}.dlq",
+        state=f"{prefix}-{tag}.state",
+        events_partitions=3,
+    )
+
+
+async def delete_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    """Delete a test's topics, so a long suite or soak does not fill the broker's disk."""
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [name for name in (topics.events, topics.dead_letter, topics.state) if name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
 
 
 def settings_for(sim: FeedSimulator, kafka: KafkaSettings, topics: TopicSettings, **feed: Any) -> Settings:
@@ -49,8 +79,6 @@ def settings_for(sim: FeedSimulator, kafka: KafkaSettings, topics: TopicSettings
 async def create_topic(kafka: KafkaSettings, name: str, configs: dict[str, str]) -> None:
     """A topic made by hand, before the connector runs (as an operator might have)."""
     from aiokafka.admin import NewTopic
-
-    from cdr_stream.kafka_clients import admin_client
 
     admin = admin_client(kafka)
     await admin.start()
@@ -163,3 +191,94 @@ async def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SI
     if process.poll() is None:
         process.send_signal(signum)
     return await asyncio.to_thread(process.wait, timeout)
+
+
+# --- the connector as a process, judged by the checker ----------------------------------------------------
+
+_PROGRESS = re.compile(r"feed (\S+) (?:committed IDs \d+\.\.|resumes after ID )(\d+)")
+
+
+@dataclass
+class ConnectorProcess:
+    """A `cdr-stream run` process; its output is the part of `log` written since it started."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    log_start: int
+
+    @classmethod
+    def start(cls, config: Path, log: Path) -> ConnectorProcess:
+        start = log.stat().st_size if log.exists() else 0
+        return cls(start_process("run", "--config", str(config), log=log), log, start)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        with self.log.open("rb") as file:
+            file.seek(self.log_start)
+            return file.read().decode("utf-8", "replace")
+
+    def tail(self, size: int = 3000) -> str:
+        return self.output()[-size:]
+
+    def offset(self, feed: str = FEED) -> int | None:
+        """The feed's offset as this process last logged it (loaded at start or committed); None before."""
+        found = [int(last) for name, last in _PROGRESS.findall(self.output()) if name == feed]
+        return found[-1] if found else None
+
+    async def wait_offset(self, last_id: int, timeout: float = 90) -> None:
+        """Until this process has the feed's offset at `last_id` (it fails at once if the process exits)."""
+        deadline = time.monotonic() + timeout
+        while (offset := self.offset()) is None or offset < last_id:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the connector exited ({self.process.returncode}):\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"offset {offset} did not reach {last_id} in {timeout:g} s:\n{self.tail()}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+        return await stop_process(self.process, signum, timeout)
+
+    async def kill(self) -> None:
+        """kill -9, and wait until it is gone."""
+        await stop_process(self.process, signal.SIGKILL, 10)
+
+
+async def check(kafka: KafkaSettings, topics: TopicSettings, expectation: Expectation | None = None) -> CheckResult:
+    """The checker's verdict on the test feed's committed output."""
+    return await asyncio.wait_for(check_feed(kafka, topics, FEED, expectation), 120)
+
+
+async def assert_clean(kafka: KafkaSettings, topics: TopicSettings, expectation: Expectation | None) -> CheckResult:
+    result = await check(kafka, topics, expectation)
+    assert result.clean, result.summary()
+    print(result.summary())
+    return result
+
+
+async def finish_and_check(
+    kafka: KafkaSettings, topics: TopicSettings, sim: FeedSimulator, config: Path, log: Path
+) -> CheckResult:
+    """Run a connector process to the end of the feed, stop it (exit 0), and require clean output."""
+    connector = ConnectorProcess.start(config, log)
+    await connector.wait_offset(sim.max_id)
+    assert await connector.stop() == 0, connector.tail()
+    return await assert_clean(kafka, topics, IdRange(sim.config.first_id, sim.max_id))
+
+
+async def open_transaction_partitions(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
+    """Partitions holding records of a transaction still open: their high watermark is above the last
+    stable offset (what a read_committed consumer may read up to)."""
+    tps = await partitions_of(kafka, [topics.events, topics.dead_letter, topics.state])
+    ends: list[dict[Any, int]] = []
+    for isolation in ("read_uncommitted", "read_committed"):
+        consumer = AIOKafkaConsumer(isolation_level=isolation, **connection_options(kafka))
+        await consumer.start()
+        try:
+            ends.append(await consumer.end_offsets(tps))
+        finally:
+            await consumer.stop()
+    high, stable = ends
+    return [f"{tp.topic}[{tp.partition}]" for tp in tps if high[tp] > stable[tp]]
