@@ -22,7 +22,7 @@ from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
 from cdr_stream.logs import describe_error
 from cdr_stream.poller import FeedPoller, PollObserver
-from cdr_stream.presence import FeedPresence
+from cdr_stream.presence import FeedPresence, running_members
 from cdr_stream.progress import ProgressLog
 from cdr_stream.state import read_offsets
 from cdr_stream.topics import prepare_topics
@@ -99,12 +99,19 @@ class Connector:
             stored = (await read_offsets(kafka, topics.state)).get(feed.name)
             return stored.last_id if stored else feed.initial_from_id
 
+        async def rivals() -> bool:
+            try:
+                return len(await running_members(kafka, feed.name)) > 1
+            except (KafkaError, OSError):
+                return False  # unknown: the next check asks again
+
         return FeedPoller(
             feed,
             FeedClient(feed, transport),
             TransactionalWriter(kafka, topics, feed.name),
             load_offset,
             self.observer,
+            rivals=rivals,
         )
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from tests.integration.support import delete_topics, fresh_topics
+from tests.integration.support import delete_topics, fresh_topics, kill_leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "dev" / "kafka" / "broker"
@@ -53,3 +53,9 @@ async def cleanup_topics(kafka: KafkaSettings, topics: TopicSettings) -> AsyncIt
     """Delete the test's topics afterwards so a long suite does not fill the broker's disk."""
     yield
     await delete_topics(kafka, topics)
+
+
+@pytest.fixture(autouse=True)
+def _no_connector_outlives_its_test() -> Iterator[None]:
+    yield
+    kill_leftovers()

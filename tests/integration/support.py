@@ -209,7 +209,9 @@ class ConnectorProcess:
     @classmethod
     def start(cls, config: Path, log: Path) -> ConnectorProcess:
         start = log.stat().st_size if log.exists() else 0
-        return cls(start_process("run", "--config", str(config), log=log), log, start)
+        started = cls(start_process("run", "--config", str(config), log=log), log, start)
+        _started.append(started.process)
+        return started
 
     @property
     def pid(self) -> int:
@@ -244,6 +246,18 @@ class ConnectorProcess:
     async def kill(self) -> None:
         """kill -9, and wait until it is gone."""
         await stop_process(self.process, signal.SIGKILL, 10)
+
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def kill_leftovers() -> None:
+    """kill -9 every connector process a test started and left running (a failed test leaves them)."""
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 async def check(kafka: KafkaSettings, topics: TopicSettings, expectation: Expectation | None = None) -> CheckResult:
