@@ -27,6 +27,7 @@ from cdr_stream.writer import transactional_id
 log = logging.getLogger(__name__)
 
 SESSION_TIMEOUT_MS: Final = 10_000
+_STOP_SECONDS: Final = 1.0
 
 
 def presence_group(kafka: KafkaSettings, feed: str) -> str:
@@ -90,7 +91,12 @@ class FeedPresence:
                 await task
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            try:
+                # A member still joining waits for its JoinGroup answer, which after a kill -9 comes only
+                # when the dead member's session expires: a stop must not wait that long.
+                await asyncio.wait_for(consumer.stop(), _STOP_SECONDS)
+            except TimeoutError:
+                log.debug("presence consumer did not stop within %.0f s; left to the session timeout", _STOP_SECONDS)
 
 
 async def running_members(kafka: KafkaSettings, feed: str) -> list[str]:

@@ -320,7 +320,10 @@ class FeedSimulator:
         query = {key: value for key, value in request.query.items()}
         form: dict[str, str] = {}
         if request.method == "POST":
-            form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+            try:
+                form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+            except ConnectionResetError:
+                return web.Response()  # the client went away while the answer was delayed; nobody reads it
         params = query | form  # POST wins
         raw_fromid = params.get("fromid", "").strip()
         fromid = int(raw_fromid) if re.fullmatch(r"-?\d+", raw_fromid) else None

@@ -282,17 +282,32 @@ async def finish_and_check(
     return await assert_clean(kafka, topics, IdRange(sim.config.first_id, sim.max_id))
 
 
-async def open_transaction_partitions(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
-    """Partitions holding records of a transaction still open: their high watermark is above the last
-    stable offset (what a read_committed consumer may read up to)."""
-    tps = await partitions_of(kafka, [topics.events, topics.dead_letter, topics.state])
-    ends: list[dict[Any, int]] = []
-    for isolation in ("read_uncommitted", "read_committed"):
-        consumer = AIOKafkaConsumer(isolation_level=isolation, **connection_options(kafka))
-        await consumer.start()
-        try:
-            ends.append(await consumer.end_offsets(tps))
-        finally:
+class TransactionProbe:
+    """Tells which partitions hold records of a transaction still open: their high watermark is above
+    the last stable offset (what a read_committed consumer may read up to). Its two consumers stay
+    connected, so one look takes milliseconds."""
+
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self._kafka = kafka
+        self._topics = topics
+        self._consumers = [
+            AIOKafkaConsumer(isolation_level=isolation, **connection_options(kafka))
+            for isolation in ("read_uncommitted", "read_committed")
+        ]
+        self._tps: list[Any] = []
+
+    async def __aenter__(self) -> TransactionProbe:
+        self._tps = await partitions_of(
+            self._kafka, [self._topics.events, self._topics.dead_letter, self._topics.state]
+        )
+        for consumer in self._consumers:
+            await consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for consumer in self._consumers:
             await consumer.stop()
-    high, stable = ends
-    return [f"{tp.topic}[{tp.partition}]" for tp in tps if high[tp] > stable[tp]]
+
+    async def open_partitions(self) -> list[str]:
+        high, stable = [await consumer.end_offsets(self._tps) for consumer in self._consumers]
+        return [f"{tp.topic}[{tp.partition}]" for tp in self._tps if high[tp] > stable[tp]]
