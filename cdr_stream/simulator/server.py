@@ -399,7 +399,8 @@ class FeedSimulator:
             if request.transport is not None:
                 request.transport.close()
             return response
-        await response.write_eof()
+        with contextlib.suppress(ConnectionResetError):  # the client went away at the very end
+            await response.write_eof()
         return response
 
     def _draw_plan(self) -> _Plan:

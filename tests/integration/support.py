@@ -290,17 +290,16 @@ class TransactionProbe:
     def __init__(self, kafka: KafkaSettings, topics: TopicSettings) -> None:
         self._kafka = kafka
         self._topics = topics
-        self._consumers = [
-            AIOKafkaConsumer(isolation_level=isolation, **connection_options(kafka))
-            for isolation in ("read_uncommitted", "read_committed")
-        ]
+        self._consumers: list[AIOKafkaConsumer] = []
         self._tps: list[Any] = []
 
     async def __aenter__(self) -> TransactionProbe:
         self._tps = await partitions_of(
             self._kafka, [self._topics.events, self._topics.dead_letter, self._topics.state]
         )
-        for consumer in self._consumers:
+        for isolation in ("read_uncommitted", "read_committed"):
+            consumer = AIOKafkaConsumer(isolation_level=isolation, **connection_options(self._kafka))
+            self._consumers.append(consumer)
             await consumer.start()
         return self
 
