@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
-from cdr_stream.logs import describe_error
+from cdr_stream.logs import describe_error, quiet_abandoned_kafka_futures
 from cdr_stream.poller import FeedPoller, PollObserver
 from cdr_stream.presence import FeedPresence, running_members
 from cdr_stream.progress import ProgressLog
@@ -60,6 +60,7 @@ class Connector:
 
         A stop requested meanwhile ends the start quietly: no task runs, and `wait()` returns at once.
         """
+        quiet_abandoned_kafka_futures(asyncio.get_running_loop())
         kafka, topics = self.settings.kafka, self.settings.topics
         if not await self._retry_until_ready(lambda: prepare_topics(kafka, topics), "topic setup"):
             return
