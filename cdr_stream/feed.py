@@ -6,13 +6,15 @@ Credentials travel only in the POST form body; no URL, log line or exception car
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import aiohttp
 
@@ -21,6 +23,9 @@ from cdr_stream.parse import AnswerFormatError, describe_body, json_row_chunks
 from cdr_stream.records import usable_id
 
 log = logging.getLogger(__name__)
+
+#: An unfinished answer must bring at least this much in every `read_timeout_seconds` spent waiting on it.
+MIN_PROGRESS_BYTES: Final = 16 * 1024
 
 
 class FeedError(Exception):
@@ -89,6 +94,47 @@ class AiohttpTransport:
         await self._session.close()
 
 
+class _ProgressGuard:
+    """Fails an answer that trickles: fewer than MIN_PROGRESS_BYTES in `window` seconds of waiting on it.
+
+    aiohttp's read timeout restarts with every byte, so a feed dripping a byte now and then would keep an
+    answer that never ends alive for ever. Only the time spent waiting on the feed counts, not the time
+    the caller spends committing between reads, so a huge answer streamed at any sane rate passes.
+    """
+
+    def __init__(self, read: Callable[[int], Awaitable[bytes]], window: float) -> None:
+        self._read = read
+        self._window = window
+        self._waited = 0.0
+        self._received = 0
+
+    async def read(self, size: int) -> bytes:
+        while True:
+            started = time.monotonic()
+            deadline = asyncio.timeout(self._window - self._waited)
+            piece: bytes | None = None
+            try:
+                async with deadline:
+                    piece = await self._read(size)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the transport's own timeout
+            self._waited += time.monotonic() - started
+            if piece == b"":
+                return piece  # the end of the answer
+            self._received += len(piece or b"")
+            if self._waited >= self._window:
+                if self._received < MIN_PROGRESS_BYTES:
+                    raise FeedError(
+                        "timeout",
+                        f"the answer is stuck: {self._received} bytes in {self._window:g} s (an unfinished answer "
+                        f"must bring at least {MIN_PROGRESS_BYTES} bytes in read_timeout_seconds)",
+                    )
+                self._waited, self._received = 0.0, 0
+            if piece is not None:
+                return piece
+
+
 def _id_order(row: Any) -> int:
     return usable_id(row) or 0  # rows without a usable ID first; they are dead-lettered anyway
 
@@ -134,10 +180,15 @@ class FeedClient:
 
         Raises FeedError (or FeedAuthError) with a fixed `reason` for every way the query can fail.
         """
+        settings = self.settings
         try:
-            async with self._transport.post(self.settings.url, self.form(from_id)) as response:
+            async with AsyncExitStack() as stack:
+                # aiohttp's timeouts restart with every byte: the whole wait for the headers is bounded here.
+                async with asyncio.timeout(settings.connect_timeout_seconds + settings.read_timeout_seconds):
+                    response = await stack.enter_async_context(self._transport.post(settings.url, self.form(from_id)))
                 await self._check_status(response)
-                async for chunk in json_row_chunks(response.read, chunk_rows=chunk_rows, order=_id_order):
+                body = _ProgressGuard(response.read, settings.read_timeout_seconds)
+                async for chunk in json_row_chunks(body.read, chunk_rows=chunk_rows, order=_id_order):
                     yield chunk
         except FeedError:
             raise
