@@ -120,6 +120,8 @@ class RequestRecord:
     rows: int
     status: int
     fault: str | None
+    #: When the request arrived (the event loop's clock, in seconds).
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +316,7 @@ class FeedSimulator:
 
     async def _handle_feed(self, request: web.Request) -> web.StreamResponse:
         config = self.config
+        arrived = asyncio.get_running_loop().time()
         plan = self._draw_plan()
         if config.latency_ms > 0:
             await asyncio.sleep(config.latency_ms / 1000)
@@ -340,6 +343,7 @@ class FeedSimulator:
                     rows=rows,
                     status=status,
                     fault=fault,
+                    at=arrived,
                 )
             )
             self.rows_served += rows
