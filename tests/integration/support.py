@@ -69,7 +69,13 @@ def settings_for(sim: FeedSimulator, kafka: KafkaSettings, topics: TopicSettings
     return parse_settings(
         {
             "feeds": [values],
-            "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "commit_timeout_seconds": 20},
+            "kafka": {
+                "bootstrap_servers": kafka.bootstrap_servers,
+                "commit_timeout_seconds": 20,
+                # A transactional id (and presence group) per test: a process one test killed must not
+                # linger in the next test's group, nor be fenced by it.
+                "transactional_id_prefix": topics.events.split(".")[0],
+            },
             "topics": topics.model_dump(),
         },
         {},

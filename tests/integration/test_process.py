@@ -33,7 +33,9 @@ from tests.integration.support import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
 
-FENCED_LINE = "another instance took over transactional id 'cdr-stream-sim'; this one stops"
+
+def fenced_line(topics: TopicSettings) -> str:
+    return f"another instance took over transactional id '{topics.events.split('.')[0]}-{FEED}'; this one stops"
 
 
 async def test_sigterm_during_catch_up_exits_0_within_10_s_and_loses_nothing(
@@ -66,7 +68,7 @@ async def test_a_second_instance_fences_the_first_during_catch_up_which_exits_3(
         second = ConnectorProcess.start(path, tmp_path / "second.log")
         # The first learns it was fenced at its next commit, mid catch-up.
         assert await asyncio.to_thread(first.process.wait, 60) == EXIT_FENCED, first.tail()
-        assert FENCED_LINE in first.output()
+        assert fenced_line(topics) in first.output()
         assert (first.offset() or 0) < sim.max_id
         await second.wait_offset(sim.max_id, timeout=120)
         assert await second.stop() == 0, second.tail()
@@ -87,7 +89,7 @@ async def test_an_idle_fenced_instance_stops_without_waiting_for_new_rows(
         limit = 2 * RIVAL_CHECK_SECONDS + 10  # a check to see the second member, one more, and slack
         assert await asyncio.to_thread(first.process.wait, limit) == EXIT_FENCED, first.tail()
         print(f"the idle zombie stopped {time.monotonic() - fenced_at:.1f} s after it was fenced")
-        assert FENCED_LINE in first.output()
+        assert fenced_line(topics) in first.output()
         assert second.process.poll() is None, second.tail()
         sim.add_records(50)
         await second.wait_offset(sim.max_id)
@@ -134,7 +136,7 @@ async def test_state_set_and_show_and_refusal_while_running(
 
         # The presence member joins in the background; the refusal needs it to be there.
         deadline = time.monotonic() + 30
-        while not await running_members(kafka, FEED):
+        while not await running_members(settings.kafka, FEED):
             assert time.monotonic() < deadline, "the running connector never showed in its presence group"
             await asyncio.sleep(0.2)
         refused = await asyncio.to_thread(
@@ -181,10 +183,10 @@ async def test_sigterm_while_the_feed_is_slow_to_answer_exits_at_once(
     from cdr_stream.presence import running_members
 
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=100, latency_ms=60_000)) as sim:
-        path = write_config(tmp_path / "c.toml", settings_for(sim, kafka, topics))
-        connector = ConnectorProcess.start(path, tmp_path / "connector.log")
+        settings = settings_for(sim, kafka, topics)
+        connector = ConnectorProcess.start(write_config(tmp_path / "c.toml", settings), tmp_path / "connector.log")
         deadline = time.monotonic() + 60
-        while not await running_members(kafka, FEED):
+        while not await running_members(settings.kafka, FEED):
             assert time.monotonic() < deadline, connector.tail()
             await asyncio.sleep(0.2)
         await connector.wait_offset(0)
