@@ -44,7 +44,7 @@ def summary(runs: list[KillRun], seconds: float) -> str:
     phases = Counter(run.phase for run in runs)
     rows = [
         ("runs", len(runs)),
-        ("clean (checker clean, restart exit 0)", sum(run.clean for run in runs)),
+        ("clean (checker clean, restart exit 0 within 10 s)", sum(run.clean for run in runs)),
         ("failed", sum(not run.clean for run in runs)),
         (f"killed while {STARTING}", phases[STARTING]),
         (f"killed while {CATCHING_UP}", phases[CATCHING_UP]),

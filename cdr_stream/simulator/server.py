@@ -387,7 +387,11 @@ class FeedSimulator:
         truncate = plan.truncate < config.truncate_rate
         content_type = f"{CONTENT_TYPES[feed_query.fmt]}; charset=utf-8"
         response = web.StreamResponse(headers={"Content-Type": content_type})
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionResetError:
+            note(200, fault="client_disconnected")
+            return response  # the client is gone before the answer began
         if plan.drip < config.drip_rate:
             note(200, fault="drip")
             await self._drip(response, ids, feed_query.fmt)

@@ -51,12 +51,14 @@ class KillRun:
     open_transaction: tuple[str, ...]
     offset_at_kill: int | None
     restart_exit: int
+    #: How long the restarted process took to exit after its SIGTERM (the requirement: within 10 s).
+    stop_seconds: float
     result: CheckResult
     seconds: float
 
     @property
     def clean(self) -> bool:
-        return self.result.clean and self.restart_exit == 0
+        return self.result.clean and self.restart_exit == 0 and self.stop_seconds < 10
 
     def line(self) -> str:
         transaction = f"open transaction in {len(self.open_transaction)} partition(s)" if self.open_transaction else ""
@@ -64,8 +66,8 @@ class KillRun:
         return (
             f"seed {self.seed}: {self.records} records, {aim}kill -9 after {self.kill_after:.2f} s while "
             f"{self.phase} (offset {self.offset_at_kill}){', ' + transaction if transaction else ''}; "
-            f"restart exit {self.restart_exit}; check {'clean' if self.result.clean else 'FAILED'} "
-            f"({self.seconds:.1f} s)"
+            f"restart exit {self.restart_exit} after {self.stop_seconds:.1f} s; "
+            f"check {'clean' if self.result.clean else 'FAILED'} ({self.seconds:.1f} s)"
         )
 
 
@@ -148,7 +150,9 @@ async def kill_run(kafka: KafkaSettings, topics: TopicSettings, seed: int, workd
         open_transaction = await _open_transaction(kafka, topics)
         successor = ConnectorProcess.start(config, log)
         await successor.wait_offset(sim.max_id, timeout=120)
+        stopping = time.monotonic()
         exit_code = await successor.stop()
+        stop_seconds = time.monotonic() - stopping
         result = await check(kafka, topics, IdRange(1, sim.max_id))
     return KillRun(
         seed=seed,
@@ -159,6 +163,7 @@ async def kill_run(kafka: KafkaSettings, topics: TopicSettings, seed: int, workd
         open_transaction=open_transaction,
         offset_at_kill=offset,
         restart_exit=exit_code,
+        stop_seconds=stop_seconds,
         result=result,
         seconds=time.monotonic() - started,
     )
