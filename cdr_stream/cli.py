@@ -1,4 +1,4 @@
-"""The `cdr-stream` command: run, backfill, simulate, state show, state set. Thin: it parses and delegates."""
+"""The `cdr-stream` command: run, backfill, verify, simulate, state show, state set. Thin: it parses and delegates."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from cdr_stream import __version__
 from cdr_stream.backfill import Backfill, BackfillError, BackfillWindow, parse_day, parse_hour, replay_topics
+from cdr_stream.checker import Expectation, ExpectationError, check_feed, parse_range, read_id_file
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, load_settings
 from cdr_stream.connector import Connector
 from cdr_stream.endpoints import EndpointError, Endpoints
@@ -26,6 +27,7 @@ from cdr_stream.metrics import ConnectorMetrics
 from cdr_stream.poller import ObserverGroup
 from cdr_stream.presence import SESSION_TIMEOUT_MS, presence_group, running_members
 from cdr_stream.progress import BackfillReport, ProgressLog
+from cdr_stream.readback import TopicMissingError
 from cdr_stream.records import ProcessedChunk
 from cdr_stream.state import StateReadError, read_offsets
 from cdr_stream.topics import TopicSetupError, prepare_topics
@@ -107,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(set_)
     set_.add_argument("--feed", required=True, help="the feed name, as configured")
     set_.add_argument("--last-id", type=int, required=True, help="the ID to resume after")
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a feed's committed output: every ID once, per-account order, the stored offset "
+        "(exit 0 clean, 1 problems found)",
+    )
+    _add_config(verify)
+    verify.add_argument("--feed", required=True, help="the feed name, as configured")
+    expect = verify.add_mutually_exclusive_group()
+    expect.add_argument("--expect-ids", type=Path, metavar="FILE", help="a file of the expected IDs, one per line")
+    expect.add_argument("--expect-range", metavar="A-B", help="the expected IDs, A to B (both included)")
     return parser
 
 
@@ -129,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_connector(settings))
     if args.command == "backfill":
         return run_backfill(settings, args)
+    if args.command == "verify":
+        return asyncio.run(verify_feed(settings, args.feed, args.expect_ids, args.expect_range))
     if args.state_command == "show":
         return asyncio.run(show_state(settings))
     return asyncio.run(set_state(settings, args.feed, args.last_id))
@@ -254,6 +269,26 @@ async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
         await writer.stop()
     print(f"{feed_name}: last_id {before.last_id if before else '-'} -> {last_id}")
     return EXIT_OK
+
+
+async def verify_feed(settings: Settings, feed_name: str, expect_ids: Path | None, expect_range: str | None) -> int:
+    expectation: Expectation | None = None
+    try:
+        settings.feed(feed_name)
+        if expect_ids is not None:
+            expectation = await asyncio.to_thread(read_id_file, expect_ids)
+        elif expect_range is not None:
+            expectation = parse_range(expect_range)
+    except (ConfigError, ExpectationError) as exc:
+        print(f"cdr-stream: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        result = await check_feed(settings.kafka, settings.topics, feed_name, expectation)
+    except (KafkaError, TopicMissingError, OSError) as exc:
+        log.error("the check could not read the topics: %s", describe_error(exc))
+        return EXIT_FAILED
+    print(result.summary())
+    return EXIT_OK if result.clean else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
 from cdr_stream.kafka_clients import check_authentication
-from cdr_stream.logs import describe_error
+from cdr_stream.logs import describe_error, quiet_abandoned_kafka_futures
 from cdr_stream.poller import FeedPoller, HttpSource, PollObserver, Source
-from cdr_stream.presence import FeedPresence
+from cdr_stream.presence import FeedPresence, running_members
 from cdr_stream.progress import ProgressLog
 from cdr_stream.state import StoredOffset, read_offsets
 from cdr_stream.topics import prepare_topics
@@ -61,6 +61,7 @@ class Connector:
 
         A stop requested meanwhile ends the start quietly: no task runs, and `wait()` returns at once.
         """
+        quiet_abandoned_kafka_futures(asyncio.get_running_loop())
         kafka, topics = self.settings.kafka, self.settings.topics
         if not await self._retry_until_ready(lambda: prepare_topics(kafka, topics), "topic setup"):
             return
@@ -112,12 +113,19 @@ class Connector:
             stored = (await read_offsets(kafka, topics.state)).get(feed.name)
             return stored or StoredOffset(feed.name, feed.initial_from_id)
 
+        async def rivals() -> bool:
+            try:
+                return len(await running_members(kafka, feed.name)) > 1
+            except (KafkaError, OSError):
+                return False  # unknown: the next check asks again
+
         return FeedPoller(
             feed,
             self._source(feed),
             TransactionalWriter(kafka, topics, feed.name),
             load_state,
             self.observer,
+            rivals=rivals,
         )
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:

@@ -6,24 +6,30 @@ Credentials travel only in the POST form body; no URL, log line or exception car
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import quote, quote_plus
 
 import aiohttp
 
 from cdr_stream.config import FeedSettings
 from cdr_stream.parse import AnswerFormatError, answer_row_chunks, describe_body
+from cdr_stream.records import usable_id
 
 log = logging.getLogger(__name__)
+
+#: An unfinished answer must bring at least this much in every `read_timeout_seconds` spent waiting on it.
+MIN_PROGRESS_BYTES: Final = 16 * 1024
 
 
 class FeedError(Exception):
@@ -102,6 +108,51 @@ def secret_forms(secret: str) -> list[str]:
     return sorted(shown | {repr(form)[1:-1] for form in shown}, key=len, reverse=True)
 
 
+class _ProgressGuard:
+    """Fails an answer that trickles: fewer than MIN_PROGRESS_BYTES in `window` seconds of waiting on it.
+
+    aiohttp's read timeout restarts with every byte, so a feed dripping a byte now and then would keep an
+    answer that never ends alive for ever. Only the time spent waiting on the feed counts, not the time
+    the caller spends committing between reads, so a huge answer streamed at any sane rate passes.
+    """
+
+    def __init__(self, read: Callable[[int], Awaitable[bytes]], window: float) -> None:
+        self._read = read
+        self._window = window
+        self._waited = 0.0
+        self._received = 0
+
+    async def read(self, size: int) -> bytes:
+        while True:
+            started = time.monotonic()
+            deadline = asyncio.timeout(self._window - self._waited)
+            piece: bytes | None = None
+            try:
+                async with deadline:
+                    piece = await self._read(size)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the transport's own timeout
+            self._waited += time.monotonic() - started
+            if piece == b"":
+                return piece  # the end of the answer
+            self._received += len(piece or b"")
+            if self._waited >= self._window:
+                if self._received < MIN_PROGRESS_BYTES:
+                    raise FeedError(
+                        "timeout",
+                        f"the answer is stuck: {self._received} bytes in {self._window:g} s (an unfinished answer "
+                        f"must bring at least {MIN_PROGRESS_BYTES} bytes in read_timeout_seconds)",
+                    )
+                self._waited, self._received = 0.0, 0
+            if piece is not None:
+                return piece
+
+
+def _id_order(row: Any) -> int:
+    return usable_id(row) or 0  # rows without a usable ID first; they are dead-lettered anyway
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """Retry-After as seconds (it may be a number of seconds or an HTTP date)."""
     if not value:
@@ -162,10 +213,17 @@ class FeedClient:
 
         Raises FeedError (or FeedAuthError) with a fixed `reason` for every way the query can fail.
         """
+        settings = self.settings
         try:
-            async with self._transport.post(self.settings.url, self.form(from_id, window)) as response:
+            async with AsyncExitStack() as stack:
+                # aiohttp's timeouts restart with every byte: the whole wait for the headers is bounded here.
+                async with asyncio.timeout(settings.connect_timeout_seconds + settings.read_timeout_seconds):
+                    response = await stack.enter_async_context(
+                        self._transport.post(settings.url, self.form(from_id, window))
+                    )
                 await self._check_status(response)
-                chunks = answer_row_chunks(response.read, fmt=self.settings.format, chunk_rows=chunk_rows)
+                body = _ProgressGuard(response.read, settings.read_timeout_seconds)
+                chunks = answer_row_chunks(body.read, fmt=settings.format, chunk_rows=chunk_rows, order=_id_order)
                 async for chunk in chunks:
                     yield chunk
         except FeedError:

@@ -7,13 +7,16 @@ pairs after a text line. Every configured secret is replaced by `***` in the fin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
+from aiokafka.errors import KafkaError
 
 LogFormat = Literal["auto", "json", "text"]
 
@@ -65,12 +68,42 @@ class JsonFormatter(_Redacting):
         return self.redact(line)
 
 
+class RepeatFilter(logging.Filter):
+    """Lets through one record per message template of the noisy loggers (`prefix`) every `interval`
+    seconds; the next one that passes says how many it stood for. While Kafka is unreachable, aiokafka
+    logs each failed connection attempt at ERROR, about a hundred lines a second."""
+
+    def __init__(self, prefix: str = "aiokafka", interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._prefix = prefix
+        self._interval = interval
+        self._clock = clock
+        self._passed: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefix):
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        passed = self._passed.get(key)
+        if passed is not None and now - passed < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._passed[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record.repeats_not_shown = held
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: LogFormat = "text", secrets: Iterable[str] = ()) -> None:
     """Log to stderr; `auto` means text on a terminal and JSON lines otherwise."""
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -87,3 +120,21 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
     return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
+def quiet_abandoned_kafka_futures(loop: asyncio.AbstractEventLoop) -> None:
+    """Log a Kafka client's never-retrieved future at DEBUG instead of as an ERROR with a traceback.
+
+    A producer given up after a failed or timed-out commit is stopped without waiting for it; when the
+    broker answers later (often "fenced": the transaction timed out meanwhile), asyncio reports its
+    internal futures as "never retrieved". That reads like a real fencing, and it is not one.
+    """
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, KafkaError) and "never retrieved" in str(context.get("message", "")):
+            logging.getLogger("cdr_stream.kafka").debug("abandoned Kafka request ended: %s", describe_error(error))
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)

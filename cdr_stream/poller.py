@@ -33,6 +33,11 @@ from cdr_stream.writer import CommitUncertain, TransactionalWriter, WriteError, 
 log = logging.getLogger(__name__)
 
 LoadState = Callable[[], Awaitable[StoredOffset]]
+#: True when another instance of the feed may be running (the presence group has more than one member).
+RivalCheck = Callable[[], Awaitable[bool]]
+#: How often a waiting feed asks whether another instance started. A fenced writer only learns it is
+#: fenced from its next transaction; an idle one would otherwise run on as a zombie until rows arrive.
+RIVAL_CHECK_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,7 @@ class FeedPoller:
         load_state: LoadState,
         observer: PollObserver,
         processor: RecordProcessor | None = None,
+        rivals: RivalCheck | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -150,6 +156,8 @@ class FeedPoller:
         self.processor = processor or RecordProcessor(settings.name)
         #: What Kafka holds for this feed; None until read, and again after any doubt about it.
         self.state: StoredOffset | None = None
+        self._rivals = rivals
+        self._next_rival_check = time.monotonic() + RIVAL_CHECK_SECONDS
 
     @property
     def feed(self) -> str:
@@ -182,7 +190,26 @@ class FeedPoller:
                 failures = 0
                 wait = 0.0 if advanced else self.settings.poll_interval_seconds
             if wait > 0:
-                await _sleep_unless(stopping, wait)
+                await self._wait(stopping, wait)
+
+    async def _wait(self, stopping: asyncio.Event, seconds: float) -> None:
+        """Sleep until a stop or `seconds` have passed; meanwhile, if another instance of this feed shows
+        up, commit the unchanged offset: a fenced writer fails with WriterFenced and this one stops."""
+        deadline = time.monotonic() + seconds
+        while not stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self._rivals is not None and time.monotonic() >= self._next_rival_check:
+                self._next_rival_check = time.monotonic() + RIVAL_CHECK_SECONDS
+                state = self.state
+                if self.writer.started and state is not None and await self._rivals():
+                    try:
+                        # The whole stored position, files included: this commit only proves who writes.
+                        await self.writer.commit(ProcessedChunk(), state.last_id, files=state.files)
+                    except WriterFenced:
+                        raise
+                    except WriteError as exc:  # not a verdict on fencing; the next poll meets any Kafka trouble
+                        log.debug("rival check commit failed: %s", exc)
+            until_check = max(0.0, self._next_rival_check - time.monotonic())
+            await _sleep_unless(stopping, left if self._rivals is None else min(left, until_check))
 
     def _failed(self, reason: str, message: str, failures: int, retry_after: float | None) -> float:
         wait = backoff_delay(

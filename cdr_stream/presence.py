@@ -3,6 +3,10 @@
 A running connector keeps one member in a consumer group named after the feed's transactional id; the
 group has members exactly while a connector is alive (a killed one drops out after the session
 timeout). The member polls the small state topic so it never counts as idle.
+
+The member joins in the background: after a kill -9 the dead member stays in the group until its
+session expires, and a join waits for that (up to SESSION_TIMEOUT_MS). The feed must not wait with it;
+`state set` stays safe meanwhile because it fences the feed's transactional id anyway.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import KafkaSettings
 from cdr_stream.kafka_clients import admin_client, connection_options
 from cdr_stream.writer import transactional_id
@@ -22,6 +27,7 @@ from cdr_stream.writer import transactional_id
 log = logging.getLogger(__name__)
 
 SESSION_TIMEOUT_MS: Final = 10_000
+_STOP_SECONDS: Final = 1.0
 
 
 def presence_group(kafka: KafkaSettings, feed: str) -> str:
@@ -32,24 +38,47 @@ class FeedPresence:
     """Membership of the feed's presence group, kept by a background task while the connector runs."""
 
     def __init__(self, kafka: KafkaSettings, state_topic: str, feed: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            state_topic,
-            group_id=presence_group(kafka, feed),
-            enable_auto_commit=False,
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            heartbeat_interval_ms=3_000,
-            **connection_options(kafka),
-        )
+        self._kafka = kafka
+        self._state_topic = state_topic
+        self._feed = feed
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._keep_alive(), name="cdr-stream presence")
+        """Join the group in the background, retrying while Kafka is unreachable; returns at once."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep_alive(), name="cdr-stream presence")
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            self._state_topic,
+            group_id=presence_group(self._kafka, self._feed),
+            enable_auto_commit=False,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=3_000,
+            **connection_options(self._kafka),
+        )
+
+    async def _join(self) -> AIOKafkaConsumer:
+        failures = 0
+        while True:
+            consumer = self._consumer = self._new_consumer()
+            try:
+                await consumer.start()
+                return consumer
+            except (KafkaError, OSError) as exc:
+                failures += 1
+                log.debug("presence join failed: %s", type(exc).__name__)
+                self._consumer = None
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                await asyncio.sleep(backoff_delay(failures, initial=1.0, cap=30.0))
 
     async def _keep_alive(self) -> None:
+        consumer = await self._join()
         while True:
             try:
-                await self._consumer.getmany(timeout_ms=5_000)
+                await consumer.getmany(timeout_ms=5_000)
             except KafkaError as exc:  # the coordinator is away; membership resumes when it is back
                 log.debug("presence poll failed: %s", type(exc).__name__)
                 await asyncio.sleep(1)
@@ -60,7 +89,14 @@ class FeedPresence:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._consumer.stop()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                # A member still joining waits for its JoinGroup answer, which after a kill -9 comes only
+                # when the dead member's session expires: a stop must not wait that long.
+                await asyncio.wait_for(consumer.stop(), _STOP_SECONDS)
+            except TimeoutError:
+                log.debug("presence consumer did not stop within %.0f s; left to the session timeout", _STOP_SECONDS)
 
 
 async def running_members(kafka: KafkaSettings, feed: str) -> list[str]:

@@ -46,6 +46,14 @@ RULE_INVALID_FIELD: Final = "invalid_field"
 RULE_POINTER_ROW: Final = "pointer_row"
 RULE_INVALID_VALUE: Final = "invalid_value"
 RULE_MALFORMED_ROW: Final = "malformed_row"
+RULE_TOO_LARGE: Final = "too_large"
+
+#: The most an event (key and value) may take. A record must fit in one producer batch, and no retry can
+#: make a bigger one fit: it would fail its transaction for ever. A CDR takes well under 1 KiB.
+MAX_EVENT_BYTES: Final = 256 * 1024
+#: A dead letter carries at most this much of the raw row (as JSON text), so it always fits too.
+MAX_RAW_BYTES: Final = 64 * 1024
+_MAX_KEY_BYTES: Final = 1024
 
 
 def _schema_dir() -> Path:
@@ -403,12 +411,11 @@ class RecordProcessor:
         # RecursionError: the text of an extra column nested about 1000 levels deep.
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             return Rejection(RULE_INVALID_VALUE, feed_name, f"{feed_name}: {_short(get(feed_name))}: {exc}")
-        return Event(
-            id=row_id,
-            key=event["account_code"].encode(),
-            timestamp_ms=(moment - _EPOCH) // _MILLISECOND,  # exact: a float timestamp can be 1 ms short
-            value=dumps(event),
-        )
+        key, value = event["account_code"].encode(), dumps(event)
+        if len(key) + len(value) > MAX_EVENT_BYTES:
+            return _too_large(row, len(key) + len(value))
+        # Exact: a float timestamp can be 1 ms short.
+        return Event(id=row_id, key=key, timestamp_ms=(moment - _EPOCH) // _MILLISECOND, value=value)
 
     def _reject_unkeyed(self, row: Any) -> Rejection:
         if isinstance(row, MalformedRow):
@@ -423,24 +430,47 @@ class RecordProcessor:
     def _dead_letter(self, row_id: int | None, row: Any, rejection: Rejection) -> DeadLetter:
         code = row.get("AccountCode") if isinstance(row, dict) else None
         account = None if isinstance(code, dict | list) else _text(code)
-        value = {
+        key = account.encode() if account else None
+        raw_row = row.values if isinstance(row, MalformedRow) else row
+        try:
+            raw = dumps(raw_row)
+        except TypeError:  # orjson.JSONEncodeError: the raw row is too deep or its integers too big
+            raw = dumps(_encodable(raw_row))
+        value: dict[str, Any] = {
             "feed": self.feed,
             "id": row_id,
             "rule": rejection.rule,
             "field": rejection.field,
             "reason": rejection.reason,
-            "raw": row.values if isinstance(row, MalformedRow) else row,
+            "raw": orjson.Fragment(raw),
             "rejected_at": rfc3339(datetime.now(UTC).replace(microsecond=0)),
         }
-        try:
-            encoded = dumps(value)
-        except TypeError:  # orjson.JSONEncodeError: the raw row is too deep or its integers too big
-            encoded = dumps({**value, "raw": _encodable(row)})
-        return DeadLetter(id=row_id, key=account.encode() if account else None, value=encoded, rule=rejection.rule)
+        if len(raw) > MAX_RAW_BYTES:
+            # The start of the row's JSON text, so that the dead letter itself always fits in a batch.
+            value["raw"] = raw[:MAX_RAW_BYTES].decode("utf-8", "ignore")
+            value["raw_truncated"] = True
+            value["raw_bytes"] = len(raw)
+        return DeadLetter(
+            id=row_id,
+            key=key if key is None or len(key) <= _MAX_KEY_BYTES else None,
+            value=dumps(value),
+            rule=rejection.rule,
+        )
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _too_large(row: dict[str, Any], size: int) -> Rejection:
+    sizes = {name: len(dumps(value)) for name, value in row.items()}
+    largest = max(sizes, key=sizes.__getitem__)
+    return Rejection(
+        RULE_TOO_LARGE,
+        largest,
+        f"the event would take {size} bytes, above the limit of {MAX_EVENT_BYTES}; "
+        f"its largest field is {largest} ({sizes[largest]} bytes)",
+    )
 
 
 def _first(item: tuple[int, Any]) -> int:

@@ -24,13 +24,15 @@ from cdr_stream.records import (
     HEADER_DLQ_RULE,
     HEADER_FEED,
     HEADER_SCHEMA_VERSION,
+    MAX_EVENT_BYTES,
     ProcessedChunk,
 )
 from cdr_stream.state import FilesPosition, StoredOffset
 
 log = logging.getLogger(__name__)
 
-_MAX_BATCH_BYTES: Final = 512 * 1024
+# Twice the largest event: any event fits in an empty batch (records.py turns larger ones into dead letters).
+_MAX_BATCH_BYTES: Final = 2 * MAX_EVENT_BYTES
 _MAX_CACHED_KEYS: Final = 200_000
 _STOP_TIMEOUT: Final = 10.0
 _ABORT_TIMEOUT: Final = 3.0

@@ -48,7 +48,7 @@ DEAD_LETTER_KEYS: Final = frozenset({"feed", "id", "rule", "field", "reason", "r
 COMPARABLE_DEPTH: Final = 200
 _MONEY: Final = re.compile(r"-?[0-9]+(\.[0-9]*[1-9])?")
 # An integer literal that may not fit in 64 bits, and nesting past orjson's loads limit: the two known
-# places where the parse paths part ways (see docs/reliability-security.md).
+# places where the parse paths part ways (see docs/reliability.md).
 _LONG_INTEGER: Final = re.compile(rb"[0-9]{19,}")
 _ORJSON_MAX_DEPTH: Final = 1024
 

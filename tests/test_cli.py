@@ -73,11 +73,38 @@ def test_backfill_refuses_a_bad_window_with_exit_2_and_says_why(
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", [["run"], ["backfill"], ["simulate"], ["state", "show"], ["state", "set"]])
+@pytest.mark.parametrize(
+    "command", [["run"], ["backfill"], ["verify"], ["simulate"], ["state", "show"], ["state", "set"]]
+)
 def test_every_command_has_help(command: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([*command, "--help"])
     assert exited.value.code == 0
+
+
+@pytest.mark.parametrize(
+    ("expect", "message"),
+    [
+        (["--feed", "other"], "no feed named 'other'"),
+        (["--feed", "hero", "--expect-range", "9-1"], "the first ID is above the last"),
+        (["--feed", "hero", "--expect-ids", "/nonexistent/ids.txt"], "cannot read"),
+    ],
+)
+def test_verify_refuses_an_unknown_feed_or_a_bad_expectation_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], expect: list[str], message: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[[feeds]]\nname = "hero"\nurl = "http://127.0.0.1:9/f"\nlogin = "1"\npassword = "p"\n')
+    assert main(["verify", "--config", str(config), *expect]) == EXIT_CONFIG
+    assert message in capsys.readouterr().err
+
+
+def test_verify_takes_one_expectation_at_most() -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(
+            ["verify", "--config", "c", "--feed", "f", "--expect-range", "1-2", "--expect-ids", "x"]
+        )
+    assert exited.value.code == 2
 
 
 def test_sigterm_while_kafka_is_unreachable_at_start_is_a_clean_stop(tmp_path: Path) -> None:

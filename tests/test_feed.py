@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -13,7 +14,15 @@ from urllib.parse import quote_plus
 import pytest
 
 from cdr_stream.config import FeedSettings
-from cdr_stream.feed import FeedAuthError, FeedClient, FeedError, FeedResponse, FeedWindow, retry_after_seconds
+from cdr_stream.feed import (
+    MIN_PROGRESS_BYTES,
+    FeedAuthError,
+    FeedClient,
+    FeedError,
+    FeedResponse,
+    FeedWindow,
+    retry_after_seconds,
+)
 from tests.leaks import assert_no_secrets, exception_text
 
 SECRET = "pa55-w0rd!"
@@ -180,3 +189,78 @@ async def test_an_error_page_that_echoes_the_password_in_any_form_does_not_leak_
         await rows_from(client)
     assert_no_secrets(exception_text(caught.value), [AWKWARD_SECRET], "the error")
     assert "***" in str(caught.value)
+
+
+async def test_a_shuffled_answer_larger_than_a_chunk_comes_in_id_order() -> None:
+    # Regression: the rows of a shuffled page went into two transactions, and those of the second that
+    # were below the first's highest ID were dropped as already delivered.
+    body = b'[{"ID": "7"}, {"ID": 2}, {"nothing": 1}, {"ID": 9}, {"ID": 1}, {"ID": 2}]'
+    client = FeedClient(feed(), CannedTransport(CannedResponse(body=body)))
+    chunks = [chunk async for chunk in client.row_chunks(0, chunk_rows=4)]
+    assert chunks == [[{"nothing": 1}, {"ID": 1}, {"ID": 2}, {"ID": 2}], [{"ID": "7"}, {"ID": 9}]]
+
+
+@dataclass
+class TimedResponse:
+    """`[`, then `count` pieces each after `delay` seconds (endless if `forever`), then `{"ID": 1}]`."""
+
+    piece: bytes
+    count: int
+    delay: float
+    forever: bool = False
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    _sent: int = -1
+
+    async def read(self, size: int) -> bytes:
+        self._sent += 1
+        if self._sent == 0:
+            return b"["
+        if self._sent <= self.count or self.forever:
+            await asyncio.sleep(self.delay)
+            return self.piece
+        return b'{"ID": 1}]' if self._sent == self.count + 1 else b""
+
+
+async def test_a_dripping_answer_fails_with_a_timeout_though_bytes_keep_coming() -> None:
+    # Regression: aiohttp's read timeout restarts with every byte, so a byte every now and then kept a
+    # never-ending answer alive for ever.
+    drip = TimedResponse(piece=b" ", count=0, delay=0.01, forever=True)
+    client = FeedClient(feed(read_timeout_seconds=0.3), CannedTransport(drip))  # type: ignore[arg-type]
+    with pytest.raises(FeedError) as caught:
+        await asyncio.wait_for(rows_from(client), 5)  # without the bound, it never ends
+    assert caught.value.reason == "timeout"
+    assert "stuck" in str(caught.value)
+
+
+async def test_a_slow_but_steady_huge_answer_is_not_a_timeout() -> None:
+    steady = TimedResponse(piece=b" " * MIN_PROGRESS_BYTES, count=12, delay=0.05)
+    client = FeedClient(feed(read_timeout_seconds=0.2), CannedTransport(steady))  # type: ignore[arg-type]
+    assert await rows_from(client) == [{"ID": 1}]
+
+
+async def test_time_spent_between_reads_does_not_count_against_the_feed() -> None:
+    # The caller commits between chunks; a feed that answers at once is not slow however long that takes.
+    from cdr_stream.feed import _ProgressGuard
+
+    instant = TimedResponse(piece=b" ", count=10, delay=0.0)
+    guard = _ProgressGuard(instant.read, 0.1)
+    for _ in range(6):
+        assert await guard.read(10)
+        await asyncio.sleep(0.05)
+
+
+async def test_headers_that_never_come_are_a_timeout() -> None:
+    class Silent:
+        @asynccontextmanager
+        async def post(self, url: str, form: Mapping[str, str]) -> AsyncIterator[FeedResponse]:
+            await asyncio.sleep(60)
+            yield CannedResponse()
+
+        async def close(self) -> None:
+            pass
+
+    client = FeedClient(feed(connect_timeout_seconds=0.1, read_timeout_seconds=0.2), Silent())
+    with pytest.raises(FeedError) as caught:
+        await asyncio.wait_for(rows_from(client), 5)
+    assert caught.value.reason == "timeout"

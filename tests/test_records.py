@@ -324,3 +324,46 @@ def test_a_call_from_the_future_is_an_invalid_value() -> None:
     (letter,) = [orjson.loads(letter.value) for letter in chunk.dead_letters]
     assert (letter["id"], letter["rule"], letter["field"]) == (2, RULE_INVALID_VALUE, "UTCDateTime")
     assert "ahead of this host's clock" in letter["reason"]
+
+
+def test_a_row_too_large_for_a_kafka_batch_is_dead_lettered_with_its_raw_row_cut() -> None:
+    # Regression: such a row failed its transaction on every retry, for ever.
+    from cdr_stream.records import MAX_EVENT_BYTES, MAX_RAW_BYTES, RULE_TOO_LARGE
+
+    huge = feed_row(9, Notes="x" * (MAX_EVENT_BYTES + 10))
+    chunk = RecordProcessor("hero-nz").process_chunk([feed_row(8), huge, feed_row(10)], 0)
+    assert [event.id for event in chunk.events] == [8, 10]
+    (letter,) = chunk.dead_letters
+    assert (letter.id, letter.rule, letter.key) == (9, RULE_TOO_LARGE, b"81234567")
+    assert len(letter.value) < MAX_RAW_BYTES + 1024
+    value = orjson.loads(letter.value)
+    assert value["field"] == "Notes"
+    assert f"above the limit of {MAX_EVENT_BYTES}" in value["reason"] and "Notes" in value["reason"]
+    assert value["raw_truncated"] is True
+    assert value["raw_bytes"] == len(orjson.dumps(huge))
+    assert value["raw"].startswith('{"ID":9,"AccountCode":"81234567"')
+    assert chunk.max_id == 10
+
+
+def test_an_event_just_under_the_limit_is_published() -> None:
+    from cdr_stream.records import MAX_EVENT_BYTES
+
+    (event,) = RecordProcessor("f").process_chunk([feed_row(1, Notes="x" * (MAX_EVENT_BYTES - 2000))], 0).events
+    assert MAX_EVENT_BYTES - 2000 < len(event.value) <= MAX_EVENT_BYTES
+
+
+def test_a_huge_invalid_row_keeps_its_rule_and_a_cut_raw_row() -> None:
+    from cdr_stream.records import MAX_RAW_BYTES
+
+    row = feed_row(3, Seconds="12x", TextDesc1="y" * 500_000, AccountCode="a" * 5000)
+    (letter,) = dead_letters_of([row])
+    assert letter["rule"] == RULE_INVALID_FIELD and letter["field"] == "Seconds"
+    assert letter["raw_truncated"] is True and len(letter["raw"]) <= MAX_RAW_BYTES
+    (raw_letter,) = RecordProcessor("f").process_chunk([row], 0).dead_letters
+    assert raw_letter.key is None  # a key that size is not a partitioning key
+
+
+def test_a_small_dead_letter_carries_the_raw_row_as_an_object() -> None:
+    (letter,) = dead_letters_of([feed_row(4, Seconds="12x")])
+    assert letter["raw"]["Seconds"] == "12x"
+    assert "raw_truncated" not in letter

@@ -67,6 +67,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fault("--duplicate-rate", type=_probability, default=d.duplicate_rate)
     fault("--out-of-order", action="store_true", help="shuffle the rows of every answer")
     fault("--resend-rate", type=_probability, default=d.resend_rate)
+    fault("--reset-rate", type=_probability, default=d.reset_rate, help="reset the connection (TCP RST)")
+    fault("--drip-rate", type=_probability, default=d.drip_rate, help="send the answer one byte at a time")
+    fault("--drip-interval-ms", type=float, default=d.drip_interval_ms, help="pause between dripped bytes")
+    fault("--empty-body-rate", type=_probability, default=d.empty_body_rate, help="HTTP 200 with no body")
+    fault("--not-array-rate", type=_probability, default=d.not_array_rate, help="a JSON object, not an array")
+    fault(
+        "--oversize-every",
+        type=int,
+        default=d.oversize_every,
+        metavar="N",
+        help="every record whose ID is a multiple of N gets a huge extra field (JSON only; 0 = none)",
+    )
+    fault("--oversize-bytes", type=int, default=d.oversize_bytes, help="size of that field (default %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace, password: str) -> SimulatorConfig:
@@ -93,6 +106,13 @@ def config_from_args(args: argparse.Namespace, password: str) -> SimulatorConfig
         duplicate_rate=args.duplicate_rate,
         out_of_order=args.out_of_order,
         resend_rate=args.resend_rate,
+        reset_rate=args.reset_rate,
+        drip_rate=args.drip_rate,
+        drip_interval_ms=args.drip_interval_ms,
+        empty_body_rate=args.empty_body_rate,
+        not_array_rate=args.not_array_rate,
+        oversize_every=args.oversize_every,
+        oversize_bytes=args.oversize_bytes,
     )
 
 

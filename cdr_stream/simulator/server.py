@@ -9,7 +9,9 @@ import hmac
 import logging
 import random
 import re
+import socket
 import ssl
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -47,8 +49,17 @@ FAULT_FIELDS: Final = frozenset(
         "duplicate_rate",
         "out_of_order",
         "resend_rate",
+        "reset_rate",
+        "drip_rate",
+        "drip_interval_ms",
+        "empty_body_rate",
+        "not_array_rate",
+        "oversize_every",
+        "oversize_bytes",
     }
 )
+# Stopping waits this long for answers still in flight (a drip or a long latency) before cutting them.
+_SHUTDOWN_SECONDS: Final = 1.0
 _PHP_ERROR_PAGE: Final = (
     b"<br />\n<b>Warning</b>:  mysqli_connect(): (HY000/2002): Connection refused in "
     b"<b>/var/www/html/billingfeed.php</b> on line <b>14</b><br />\n"
@@ -86,6 +97,15 @@ class SimulatorConfig:
     duplicate_rate: float = 0.0
     out_of_order: bool = False
     resend_rate: float = 0.0
+    reset_rate: float = 0.0  # the connection is reset (TCP RST) instead of an answer
+    drip_rate: float = 0.0  # the answer trickles out one byte per drip_interval_ms
+    drip_interval_ms: float = 200.0
+    empty_body_rate: float = 0.0  # HTTP 200 with an empty body
+    not_array_rate: float = 0.0  # HTTP 200 with a JSON object instead of the array of rows
+    # Per row, not per request: every record whose ID is a multiple of oversize_every carries an extra
+    # field of oversize_bytes (JSON answers only), like a provider's runaway free-text column.
+    oversize_every: int = 0
+    oversize_bytes: int = 1_000_000
     # Transport: serve https with this context (its certificate chain loaded) instead of http.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
@@ -103,6 +123,8 @@ class RequestRecord:
     rows: int
     status: int
     fault: str | None
+    #: When the request arrived (the event loop's clock, in seconds).
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +190,11 @@ class _Plan:
     duplicate: float
     resend: float
     rng: random.Random
+    # Drawn from a second stream, so adding them left the faults of every existing seed unchanged.
+    reset: float = 1.0
+    drip: float = 1.0
+    empty_body: float = 1.0
+    not_array: float = 1.0
 
 
 class FeedSimulator:
@@ -192,6 +219,7 @@ class FeedSimulator:
         self.requests: list[RequestRecord] = []
         self.rows_served = 0
         self._fault_rng = random.Random(mix64(config.seed ^ 0xFA17))
+        self._more_faults_rng = random.Random(mix64(config.seed ^ 0xFA18))
         self._runner: web.AppRunner | None = None
         self._live_task: asyncio.Task[None] | None = None
         self.url = ""
@@ -208,7 +236,7 @@ class FeedSimulator:
         app.router.add_route("POST", FEED_PATH, self._handle_feed)
         app.router.add_route("GET", STATS_PATH, self._handle_stats)
         # No access log: its request line would carry a password sent by GET.
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context).start()
         host, port = self._runner.addresses[0][:2]
@@ -292,13 +320,17 @@ class FeedSimulator:
 
     async def _handle_feed(self, request: web.Request) -> web.StreamResponse:
         config = self.config
+        arrived = asyncio.get_running_loop().time()
         plan = self._draw_plan()
         if config.latency_ms > 0:
             await asyncio.sleep(config.latency_ms / 1000)
         query = {key: value for key, value in request.query.items()}
         form: dict[str, str] = {}
         if request.method == "POST":
-            form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+            try:
+                form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+            except ConnectionResetError:
+                return web.Response()  # the client went away while the answer was delayed; nobody reads it
         params = query | form  # POST wins
         raw_fromid = params.get("fromid", "").strip()
         fromid = int(raw_fromid) if re.fullmatch(r"-?\d+", raw_fromid) else None
@@ -315,11 +347,16 @@ class FeedSimulator:
                     rows=rows,
                     status=status,
                     fault=fault,
+                    at=arrived,
                 )
             )
             self.rows_served += rows
             log.debug("feed %s fromid=%s rows=%d status=%d", request.method, fromid, rows, status)
 
+        if plan.reset < config.reset_rate:
+            note(0, fault="reset")
+            _reset(request)
+            return web.Response()  # never sent: the connection is gone
         if plan.error_5xx < config.error_5xx_rate:
             status = plan.rng.choice((500, 502, 503))
             note(status, fault="error_5xx")
@@ -343,12 +380,26 @@ class FeedSimulator:
         if plan.html_error < config.html_error_rate:
             note(200, fault="html_error")
             return web.Response(body=_PHP_ERROR_PAGE, content_type="text/html")
+        if plan.empty_body < config.empty_body_rate:
+            note(200, fault="empty_body")
+            return web.Response(body=b"", content_type=CONTENT_TYPES[feed_query.fmt])
+        if plan.not_array < config.not_array_rate:
+            note(200, fault="not_array")
+            return web.json_response({"status": "error", "message": "Database busy, try again later"})
 
         ids, fault = await self._answer_ids(feed_query, plan)
         truncate = plan.truncate < config.truncate_rate
         content_type = f"{CONTENT_TYPES[feed_query.fmt]}; charset=utf-8"
         response = web.StreamResponse(headers={"Content-Type": content_type})
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionResetError:
+            note(200, fault="client_disconnected")
+            return response  # the client is gone before the answer began
+        if plan.drip < config.drip_rate:
+            note(200, fault="drip")
+            await self._drip(response, ids, feed_query.fmt)
+            return response
         try:
             rows = await self._write_rows(response, ids, feed_query.fmt, truncate)
         except ConnectionResetError:
@@ -360,12 +411,16 @@ class FeedSimulator:
             if request.transport is not None:
                 request.transport.close()
             return response
-        await response.write_eof()
+        with contextlib.suppress(ConnectionResetError):  # the client went away at the very end
+            await response.write_eof()
         return response
 
     def _draw_plan(self) -> _Plan:
         draw = self._fault_rng.random
-        return _Plan(draw(), draw(), draw(), draw(), draw(), draw(), random.Random(self._fault_rng.getrandbits(64)))
+        plan = _Plan(draw(), draw(), draw(), draw(), draw(), draw(), random.Random(self._fault_rng.getrandbits(64)))
+        more = self._more_faults_rng.random
+        plan.reset, plan.drip, plan.empty_body, plan.not_array = more(), more(), more(), more()
+        return plan
 
     async def _answer_ids(self, query: FeedQuery, plan: _Plan) -> tuple[Sequence[int], str | None]:
         """The IDs of one answer in order, and which row-level fault shaped them, if any."""
@@ -430,7 +485,7 @@ class FeedSimulator:
         stop = len(ids) // 2 if cut else len(ids)
         await response.write(frame.opening)
         for start in range(0, stop, CHUNK_ROWS):
-            rendered = self.cache.rows(ids[start : min(start + CHUNK_ROWS, stop)], fmt)
+            rendered = self._rendered(ids[start : min(start + CHUNK_ROWS, stop)], fmt)
             await response.write((frame.separator if start else b"") + frame.separator.join(rendered))
         if cut:
             partial = self.cache.rows(ids[stop : stop + 1], fmt)[0]
@@ -438,6 +493,37 @@ class FeedSimulator:
             return stop
         await response.write(frame.closing)
         return len(ids)
+
+    def _rendered(self, ids: Sequence[int], fmt: str) -> list[bytes]:
+        rows = self.cache.rows(ids, fmt)
+        every = self.config.oversize_every
+        if every <= 0 or fmt != "json":
+            return rows
+        padding = b',"Notes":"' + b"x" * self.config.oversize_bytes + b'"}'
+        # Built per answer, never cached: the simulator itself should not hold the huge rows.
+        return [row[:-1] + padding if record_id % every == 0 else row for record_id, row in zip(ids, rows, strict=True)]
+
+    async def _drip(self, response: web.StreamResponse, ids: Sequence[int], fmt: str) -> None:
+        """The answer one byte at a time, as a stuck server does; it ends when the client gives up."""
+        frame = framing(fmt)
+        body = frame.opening + frame.separator.join(self._rendered(ids[:CHUNK_ROWS], fmt)) + frame.closing
+        interval = self.config.drip_interval_ms / 1000
+        with contextlib.suppress(ConnectionResetError):
+            for position in range(len(body)):
+                await response.write(body[position : position + 1])
+                await asyncio.sleep(interval)
+            await response.write_eof()
+
+
+def _reset(request: web.Request) -> None:
+    """Drop the connection with a TCP RST (SO_LINGER 0), as a crashing server or a middlebox does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _local_midnight(day: date) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from cdr_stream.config import KafkaSettings, TopicSettings
 from tests.integration.sshd import SshdError, SshServer, start_sshd, stop_sshd
-from tests.integration.support import delete_topics, unique_topics
+from tests.integration.support import delete_topics, fresh_topics, kill_leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "dev" / "kafka" / "broker"
@@ -54,7 +54,7 @@ def kafka() -> Iterator[KafkaSettings]:
 
 @pytest.fixture
 def topics() -> TopicSettings:
-    return unique_topics()
+    return fresh_topics()
 
 
 @pytest.fixture
@@ -73,3 +73,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         pytest.fail(f"the test sshd could not be started: {exc}", pytrace=False)
     yield server
     stop_sshd(server)
+
+
+@pytest.fixture(autouse=True)
+def _no_connector_outlives_its_test() -> Iterator[None]:
+    yield
+    kill_leftovers()

@@ -18,10 +18,10 @@ from tests.integration.support import (
     PASSWORD,
     Published,
     delete_topics,
+    fresh_topics,
     read_published,
     run_until_caught_up,
     settings_for,
-    unique_topics,
 )
 
 pytestmark = pytest.mark.kafka
@@ -53,7 +53,7 @@ async def test_every_format_gives_the_same_events_and_dead_letters(kafka: KafkaS
     config = SimulatorConfig(password=PASSWORD, records=4000, page_size=900, invalid_rate=0.03, seed=23)
     published: dict[tuple[str, str], Published] = {}
     for fmt, numbers_as in VARIANTS:
-        topics = unique_topics()
+        topics = fresh_topics()
         try:
             async with FeedSimulator(replace(config, numbers_as=numbers_as)) as sim:
                 settings = settings_for(sim, kafka, topics, format=fmt, max_rows_per_transaction=700)
@@ -85,7 +85,7 @@ async def test_a_cut_off_or_foreign_text_answer_is_retried_and_no_row_is_lost_or
     config = SimulatorConfig(
         password=PASSWORD, records=3000, page_size=400, seed=8, truncate_rate=0.3, html_error_rate=0.2
     )
-    topics = unique_topics()
+    topics = fresh_topics()
     try:
         async with FeedSimulator(config) as sim:
             await run_until_caught_up(settings_for(sim, kafka, topics, format="txt"), sim, timeout=180)

@@ -13,13 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from cdr_stream.checker import IdSet
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.connector import Connector
 from cdr_stream.kafka_clients import KafkaAuthenticationError
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.conftest import BROKER
-from tests.integration.support import PASSWORD, run_until_caught_up, settings_for, start_process, write_config
-from tests.integration.test_process import assert_exactly_once
+from tests.integration.support import (
+    PASSWORD,
+    assert_clean,
+    run_until_caught_up,
+    settings_for,
+    start_process,
+    write_config,
+)
 from tests.leaks import assert_no_secrets, captured_logs, exception_text
 
 pytestmark = [pytest.mark.kafka]
@@ -82,7 +89,7 @@ async def test_the_connector_works_end_to_end_over_sasl_scram(
         settings = settings_for(sim, kafka, topics).model_copy(update={"kafka": kafka})
         await run_until_caught_up(settings, sim)
         expected = set(sim.ids())
-    await assert_exactly_once(kafka, topics, expected)  # read back over SASL too
+    await assert_clean(kafka, topics, IdSet(expected))  # read back over SASL too
     logs = captured_logs(caplog)
     assert f"Authenticated as {SASL_USER} via SCRAM-SHA-512" in logs
     assert_no_secrets(logs, SECRETS, "the logs")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from cdr_stream.checker import IdSet
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector, ConnectorError
 from cdr_stream.health import FeedHealth
@@ -21,8 +22,14 @@ from cdr_stream.metrics import ConnectorMetrics
 from cdr_stream.poller import ObserverGroup
 from cdr_stream.progress import ProgressLog
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
-from tests.integration.support import PASSWORD, read_published, run_until_caught_up, settings_for, wait_for
-from tests.integration.test_process import assert_exactly_once
+from tests.integration.support import (
+    PASSWORD,
+    assert_clean,
+    read_published,
+    run_until_caught_up,
+    settings_for,
+    wait_for,
+)
 from tests.leaks import assert_no_secrets, captured_logs, exception_text
 from tests.tls import Certificates, make_certificates
 
@@ -81,7 +88,7 @@ async def test_an_https_feed_works_end_to_end_with_its_ca_file(
         await run_until_caught_up(settings_for(sim, kafka, topics, ca_file=str(certificates.ca_file)), sim)
         expected = set(sim.ids())
         assert sim.requests and all(request.password_in_body for request in sim.requests)
-    await assert_exactly_once(kafka, topics, expected)
+    await assert_clean(kafka, topics, IdSet(expected))
 
 
 # --- secrets: nothing lets the feed password out ---------------------------------------------------

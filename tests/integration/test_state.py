@@ -44,13 +44,15 @@ async def end_offset(kafka: KafkaSettings, topic: str) -> int:
         await consumer.stop()
 
 
-async def test_a_state_topic_ending_in_a_commit_marker_is_read_to_its_end(
+async def test_aiokafka_911_a_state_topic_ending_in_a_commit_marker_is_read_to_its_end(
     kafka: KafkaSettings, topics: TopicSettings
 ) -> None:
     await prepare(kafka, topics)
     await commit_offset(kafka, topics, "a", 10)
     await commit_offset(kafka, topics, "a", 25)
     await commit_offset(kafka, topics, "b", 7)
+    # Regression test for aiokafka issue #911: a read_committed consumer may stop just below the end
+    # offset when a partition ends in a transaction marker, and a naive read-to-end then waits for ever.
     # Three transactions of one record each: every record is followed by its commit marker.
     assert await end_offset(kafka, topics.state) == 6
     started = time.monotonic()

@@ -55,6 +55,17 @@ def test_flags_map_onto_the_config() -> None:
     assert args.password_env == "CDR_SIM_PASSWORD"
 
 
+def test_connection_and_body_fault_flags_map_onto_the_config() -> None:
+    args = parse(
+        *("--reset-rate", "0.1", "--drip-rate", "0.2", "--drip-interval-ms", "30"),
+        *("--empty-body-rate", "0.3", "--not-array-rate", "0.4", "--oversize-every", "7", "--oversize-bytes", "9"),
+    )
+    config = cli.config_from_args(args, "pw")
+    assert (config.reset_rate, config.drip_rate, config.drip_interval_ms) == (0.1, 0.2, 30.0)
+    assert (config.empty_body_rate, config.not_array_rate) == (0.3, 0.4)
+    assert (config.oversize_every, config.oversize_bytes) == (7, 9)
+
+
 async def serve_once(env_password: str | None, expected_password: str) -> tuple[str, int]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("CDR_SIM_PASSWORD", None)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import aiohttp
@@ -125,3 +127,63 @@ async def test_set_faults_changes_faults_at_run_time(start_feed: StartFeed) -> N
     assert (await feed.post(fromid=0)).status == 429
     with pytest.raises(TypeError):
         feed.sim.set_faults(password="new")  # type: ignore[arg-type]
+
+
+async def test_reset_drops_the_connection_without_an_answer(start_feed: StartFeed) -> None:
+    feed = await start_feed(records=5, reset_rate=1.0)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await feed.post(fromid=0)
+    assert feed.sim.requests[-1].fault == "reset"
+
+
+async def test_drip_sends_the_answer_one_byte_at_a_time(start_feed: StartFeed) -> None:
+    feed = await start_feed(records=5, drip_rate=1.0, drip_interval_ms=50)
+    form = {"login": "demo", "password": PASSWORD, "fromid": "0", "format": "json"}
+    pieces: list[bytes] = []
+    started = time.monotonic()
+    async with feed.session.post(feed.sim.url, data=form) as response:
+        assert response.status == 200
+        while len(pieces) < 6:
+            pieces.append(await response.content.readany())
+    assert b"".join(pieces) == b'[\n{"ID'
+    assert time.monotonic() - started >= 0.2  # six bytes, 50 ms apart
+    assert feed.sim.requests[-1].fault == "drip"
+
+
+async def test_empty_body_and_an_object_instead_of_an_array(start_feed: StartFeed) -> None:
+    feed = await start_feed(records=5, empty_body_rate=1.0)
+    empty = await feed.post(fromid=0, format="json")
+    assert (empty.status, empty.text) == (200, "")
+    feed.sim.set_faults(empty_body_rate=0.0, not_array_rate=1.0)
+    not_array = await feed.post(fromid=0, format="json")
+    assert not_array.status == 200
+    assert isinstance(orjson.loads(not_array.text), dict)
+    assert [record.fault for record in feed.sim.requests] == ["empty_body", "not_array"]
+
+
+async def test_oversize_rows_carry_a_huge_extra_field(start_feed: StartFeed) -> None:
+    feed = await start_feed(records=10, oversize_every=4, oversize_bytes=300_000)
+    rows = await feed.rows(fromid=0)
+    huge = [row["ID"] for row in rows if len(row.get("Notes", "")) == 300_000]
+    assert huge == [4, 8]
+    assert all("Notes" not in row for row in rows if row["ID"] not in (4, 8))
+
+
+async def test_new_faults_leave_the_fault_sequence_of_a_seed_unchanged(start_feed: StartFeed) -> None:
+    plain = await start_feed(records=5, seed=3, error_5xx_rate=0.5)
+    with_more = await start_feed(records=5, seed=3, error_5xx_rate=0.5, empty_body_rate=0.5)
+    first = [(await plain.post(fromid=0)).status for _ in range(20)]
+    second = [(await with_more.post(fromid=0)).status for _ in range(20)]
+    assert first == second
+
+
+async def test_stopping_does_not_wait_for_an_answer_in_flight(start_feed: StartFeed) -> None:
+    feed = await start_feed(records=5, latency_ms=60_000)
+    request = asyncio.ensure_future(feed.post(fromid=0))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    await feed.sim.stop()
+    assert time.monotonic() - started < 5
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+        await request
