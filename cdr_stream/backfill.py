@@ -30,7 +30,7 @@ from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, format_validation_error
 from cdr_stream.feed import FeedClient, FeedError, FeedTransport, FeedWindow
 from cdr_stream.logs import describe_error
-from cdr_stream.records import ProcessedChunk, RecordProcessor
+from cdr_stream.records import HEADER_REPLAY, ProcessedChunk, RecordProcessor
 from cdr_stream.state import StateReadError, read_state
 from cdr_stream.topics import prepare_topics
 from cdr_stream.writer import TransactionalWriter, WriteError, WriterFenced
@@ -38,7 +38,6 @@ from cdr_stream.writer import TransactionalWriter, WriteError, WriterFenced
 log = logging.getLogger(__name__)
 
 #: Marks every event and dead letter a backfill publishes; the value is the run id.
-HEADER_REPLAY: Final = "cdr-replay"
 _DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Local time runs from UTC-12 to UTC+14: a window is surely over, or surely not begun, only beyond these.
 _LATEST_ZONE: Final = timedelta(hours=-12)

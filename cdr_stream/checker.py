@@ -25,7 +25,7 @@ import orjson
 
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.readback import committed_records
-from cdr_stream.records import HEADER_FEED
+from cdr_stream.records import HEADER_FEED, HEADER_REPLAY
 from cdr_stream.state import StoredOffset
 
 _BLOCK_BITS: Final = 16
@@ -228,6 +228,8 @@ class CheckResult:
     out_of_order_count: int = 0
     #: Records of the feed whose value is not a readable event or dead letter.
     unreadable: int = 0
+    #: Records a backfill published again (header cdr-replay): not part of the live sequence, left out.
+    replayed: int = 0
 
     @property
     def missing_count(self) -> int:
@@ -270,6 +272,8 @@ class CheckResult:
             f"({self.dead_letters_without_id} without an ID), {self.distinct_ids} distinct IDs, "
             f"highest {_or_none(self.highest_id)}, stored offset {_or_none(self.state_last_id)}"
         ]
+        if self.replayed:
+            lines.append(f"{self.replayed} replayed record(s) (header {HEADER_REPLAY}, from a backfill) left out")
         if self.expected is not None:
             lines.append(f"expected {self.expected} IDs; {self.unexpected} other ID(s) seen")
         else:
@@ -313,6 +317,7 @@ class Tally:
         self.dead_letters = 0
         self.without_id = 0
         self.unreadable = 0
+        self.replayed = 0
         self.highest: int | None = None
         self.duplicates: dict[int, int] = {}
         self.doubled = IdSet()
@@ -325,6 +330,9 @@ class Tally:
     def add(self, record: Any) -> None:
         if record.topic == self.topics.state:
             self._add_state(record)
+            return
+        if any(name == HEADER_REPLAY for name, _ in record.headers or ()):
+            self.replayed += 1
             return
         value = self._value_of_feed(record)
         if value is None:
@@ -424,6 +432,7 @@ def judge(tally: Tally, expectation: Expectation | None) -> CheckResult:
         out_of_order=tuple(tally.out_of_order),
         out_of_order_count=tally.out_of_order_count,
         unreadable=tally.unreadable + tally.state_unreadable,
+        replayed=tally.replayed,
     )
 
 

@@ -9,9 +9,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TextIO
 
-from cdr_stream.backfill import HEADER_REPLAY, BackfillProgress, RunIdentity
+from cdr_stream.backfill import BackfillProgress, RunIdentity
 from cdr_stream.feed import FeedWindow
 from cdr_stream.poller import PageReport
+from cdr_stream.records import HEADER_REPLAY
 
 log = logging.getLogger("cdr_stream.progress")
 

@@ -38,6 +38,8 @@ FUTURE_TOLERANCE: Final = timedelta(minutes=15)
 HEADER_SCHEMA_VERSION: Final = "cdr-schema-version"
 HEADER_FEED: Final = "cdr-feed"
 HEADER_DLQ_RULE: Final = "cdr-dlq-rule"
+#: Marks a record that `cdr-stream backfill` published again; its value is the backfill run's id.
+HEADER_REPLAY: Final = "cdr-replay"
 
 # Rule names are a closed set: they label metrics and let consumers of the dead-letter topic branch.
 RULE_NOT_AN_OBJECT: Final = "not_an_object"

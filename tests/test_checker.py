@@ -23,7 +23,7 @@ from cdr_stream.checker import (
     read_id_file,
 )
 from cdr_stream.config import TopicSettings
-from cdr_stream.records import HEADER_FEED
+from cdr_stream.records import HEADER_FEED, HEADER_REPLAY
 
 TOPICS = TopicSettings(events="ev", dead_letter="dlq", state="st")
 
@@ -195,3 +195,13 @@ def test_other_feeds_are_ignored_and_broken_records_are_reported() -> None:
     assert result.events == 2 and result.distinct_ids == 1
     assert result.unreadable == 3  # the bad JSON, the ID as text, the bad stored offset
     assert "3 record(s) of the feed could not be read" in result.summary()
+
+
+def test_records_a_backfill_replayed_are_left_out_and_counted() -> None:
+    replayed = [event(2), letter(50), event(1)]
+    for record in replayed:
+        record.headers.append((HEADER_REPLAY, b"f-abc-1"))
+    result = judge(tally_of(event(1), event(2), state(2), *replayed), IdRange(1, 2))
+    assert result.clean, result.summary()
+    assert result.replayed == 3 and result.highest_id == 2
+    assert "3 replayed record(s)" in result.summary()

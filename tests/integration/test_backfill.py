@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cdr_stream.backfill import HEADER_REPLAY, Backfill, BackfillProgress, BackfillWindow, replay_topics
+from cdr_stream.backfill import Backfill, BackfillProgress, BackfillWindow, replay_topics
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings
-from cdr_stream.records import HEADER_FEED, HEADER_SCHEMA_VERSION, ProcessedChunk
+from cdr_stream.records import HEADER_FEED, HEADER_REPLAY, HEADER_SCHEMA_VERSION, ProcessedChunk
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from cdr_stream.simulator.generator import NZ
 from cdr_stream.state import read_offsets, read_state
