@@ -136,6 +136,9 @@ class Published:
     def all_ids(self) -> list[int | None]:
         return self.event_ids() + self.dead_letter_ids()
 
+    def last_state(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.states[-1].value))
+
 
 async def read_published(kafka: KafkaSettings, topics: TopicSettings) -> Published:
     published = Published()
