@@ -167,33 +167,26 @@ def _toml_table(header: str, values: dict[str, Any]) -> list[str]:
     return [header, *(f"{key} = {_toml_value(value)}" for key, value in values.items() if value is not None)]
 
 
-def write_config(path: Path, settings: Settings) -> Path:
-    """The settings as a TOML file for a `cdr-stream run` process; the feed password comes from the
-    environment that `start_process` sets, never from the file."""
+_SECRETS = {"password", "password_env", "password_file", "passphrase", "passphrase_env", "passphrase_file"}
+
+
+def write_config(path: Path, settings: Settings, sftp_secrets: dict[str, Any] | None = None) -> Path:
+    """The settings as a TOML file for a `cdr-stream run` process. Secrets never go in the file: a web
+    service feed's password comes from the environment that `start_process` sets, an sftp feed's from the
+    `*_file` settings given in `sftp_secrets`."""
     lines: list[str] = []
-    secrets = {"password", "password_env", "password_file"}
     for feed in settings.feeds:
-        values = feed.model_dump(exclude=secrets, exclude_defaults=True)
-        lines += _toml_table("[[feeds]]", {**values, "password_env": PASSWORD_ENV})
+        values = feed.model_dump(exclude=_SECRETS | {"sftp"}, exclude_defaults=True)
+        if feed.sftp is None:
+            lines += _toml_table("[[feeds]]", {**values, "password_env": PASSWORD_ENV})
+        else:
+            lines += _toml_table("[[feeds]]", values)
+            sftp = feed.sftp.model_dump(exclude=_SECRETS, exclude_defaults=True)
+            lines += _toml_table("[feeds.sftp]", {**sftp, **(sftp_secrets or {})})
     top = settings.model_dump(include={"log_level", "shutdown_timeout_seconds", "http_port"}, exclude_defaults=True)
     lines[:0] = [f"{key} = {_toml_value(value)}" for key, value in top.items()]
     lines += _toml_table("[kafka]", settings.kafka.model_dump(exclude={"sasl_password"}, exclude_defaults=True))
     lines += _toml_table("[topics]", settings.topics.model_dump(exclude_defaults=True))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_toml(path: Path, feed_lines: list[str], settings: Settings) -> Path:
-    """A configuration file: the feed's TOML lines, then the settings' Kafka and topics tables."""
-    lines = [
-        *feed_lines,
-        "[kafka]",
-        f'bootstrap_servers = "{settings.kafka.bootstrap_servers}"',
-        "[topics]",
-        f'events = "{settings.topics.events}"',
-        f'dead_letter = "{settings.topics.dead_letter}"',
-        f'state = "{settings.topics.state}"',
-    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 

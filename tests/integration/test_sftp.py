@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from cdr_stream.simulator.files import CdrFile, Period, write_cdr_files
 from cdr_stream.simulator.formats import json_row
 from cdr_stream.state import StoredOffset, read_offsets
 from tests.integration.sshd import SshServer, keygen
-from tests.integration.support import FEED, read_published, start_process, stop_process, wait_for, write_toml
+from tests.integration.support import FEED, read_published, start_process, stop_process, wait_for, write_config
 from tests.rows import FILE_FORMATS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
@@ -86,6 +85,7 @@ def sftp_settings(
             "feeds": [values],
             "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "commit_timeout_seconds": 20},
             "topics": topics.model_dump(),
+            "http_port": 0,  # a connector process of its own may run beside others
         },
         {},
     )
@@ -292,36 +292,12 @@ async def test_wrong_credentials_are_refused_without_retrying(
     assert published.events == [] and published.states == []
 
 
-def write_config(path: Path, settings: Settings, secrets: Path) -> Path:
-    """The settings of an sftp feed as a TOML file for a `cdr-stream run` process, secrets in files."""
-    feed = settings.feeds[0]
-    sftp = feed.sftp
+def write_sftp_config(path: Path, settings: Settings, secrets: Path) -> Path:
+    """The settings of an sftp feed as a TOML file for a `cdr-stream run` process, the passphrase in a file."""
+    sftp = settings.feeds[0].sftp
     assert sftp is not None and sftp.private_key_file is not None and sftp.passphrase_secret is not None
     (secrets / "passphrase").write_text(sftp.passphrase_secret)
-
-    def text(value: object) -> str:
-        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-    lines = [
-        "[[feeds]]",
-        f"name = {text(feed.name)}",
-        'source = "sftp"',
-        f"format = {text(feed.format)}",
-        f"poll_interval_seconds = {feed.poll_interval_seconds}",
-        f"max_rows_per_transaction = {feed.max_rows_per_transaction}",
-        f"backoff_initial_seconds = {feed.backoff_initial_seconds}",
-        f"backoff_max_seconds = {feed.backoff_max_seconds}",
-        "[feeds.sftp]",
-        f"host = {text(sftp.host)}",
-        f"port = {sftp.port}",
-        f"username = {text(sftp.username)}",
-        f"private_key_file = {text(sftp.private_key_file)}",
-        f"passphrase_file = {text(secrets / 'passphrase')}",
-        f"known_hosts_file = {text(sftp.known_hosts_file)}",
-        f"directory = {text(sftp.directory)}",
-        f"settle_seconds = {sftp.settle_seconds}",
-    ]
-    return write_toml(path, lines, settings)
+    return write_config(path, settings, {"passphrase_file": secrets / "passphrase"})
 
 
 async def stored_state(kafka: KafkaSettings, topics: TopicSettings) -> StoredOffset | None:
@@ -343,7 +319,7 @@ async def test_kill_9_in_the_middle_of_a_file_then_restart_leaves_no_duplicate_a
     directory = sshd.new_directory()
     files = write_cdr_files(directory, gen, ids, fmt=fmt, period="hourly")
     settings = sftp_settings(kafka, topics, sftp_table(sshd, directory, "key"), fmt, max_rows_per_transaction=60)
-    config = write_config(tmp_path / "c.toml", settings, tmp_path)
+    config = write_sftp_config(tmp_path / "c.toml", settings, tmp_path)
     log = tmp_path / "connector.log"
 
     kills_mid_file = 0
