@@ -26,6 +26,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from cdr_stream.answer_order import TempSpace
 from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, format_validation_error
 from cdr_stream.feed import FeedClient, FeedError, FeedTransport, FeedWindow
@@ -256,7 +257,7 @@ class Backfill:
         self.restart = restart
         self.topics = topics or settings.topics  # see replay_topics
         self.identity = RunIdentity(feed.name, window, self.topics.events)
-        self.client = FeedClient(feed, transport)
+        self.client = FeedClient(feed, transport, TempSpace(settings.tmp_dir, settings.tmp_max_bytes))
         self.processor = RecordProcessor(feed.name)
         self.writer = TransactionalWriter(settings.kafka, self.topics, feed.name, id_suffix=self.identity.id_suffix)
         # Each hour is asked from the start: fromid=0, or 1 for a deployment configured to refuse 0.
@@ -330,10 +331,14 @@ class Backfill:
             hour = self._hours[progress.done]
             while True:
                 asked_from = progress.last_id
-                chunks = self.client.row_chunks(asked_from, chunk_rows=self.feed.max_rows_per_transaction, window=hour)
+                chunks = self.client.ordered_chunks(
+                    asked_from, chunk_rows=self.feed.max_rows_per_transaction, window=hour
+                )
                 async with aclosing(chunks):
-                    async for rows in chunks:
-                        chunk = self.processor.process_chunk(rows, floor_id=progress.last_id)
+                    async for ordered in chunks:
+                        chunk = self.processor.process_chunk(ordered.rows, floor_id=progress.last_id)
+                        chunk.dropped_seen += ordered.dropped_seen
+                        chunk.dropped_duplicate += ordered.dropped_duplicate
                         last_id = max(progress.last_id, chunk.max_id or 0)
                         if last_id > progress.last_id or chunk.dead_letters:
                             progress = await self._commit(chunk, progress.committed(last_id, chunk))

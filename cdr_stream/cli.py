@@ -16,6 +16,7 @@ from typing import TypeVar
 from aiokafka.errors import KafkaError
 
 from cdr_stream import __version__
+from cdr_stream.answer_order import TempSpace
 from cdr_stream.backfill import Backfill, BackfillError, BackfillWindow, parse_day, parse_hour, replay_topics
 from cdr_stream.checker import Expectation, ExpectationError, check_feed, parse_range, read_id_file
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, load_settings
@@ -151,9 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def run_connector(settings: Settings) -> int:
     health = FeedHealth(settings)
-    metrics = ConnectorMetrics([feed.name for feed in settings.feeds], health)
+    space = TempSpace(settings.tmp_dir, settings.tmp_max_bytes)
+    metrics = ConnectorMetrics([feed.name for feed in settings.feeds], health, space=space)
     endpoints = Endpoints(metrics, health, settings.http_host, settings.http_port)
-    connector = Connector(settings, observer=ObserverGroup(ProgressLog(), metrics, health))
+    connector = Connector(settings, observer=ObserverGroup(ProgressLog(), metrics, health), space=space)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, connector.request_stop)

@@ -327,6 +327,12 @@ class Settings(_Model):
         description="address of /metrics, /healthz, /readyz",
     )
     http_port: int = Field(default=8080, ge=0, le=65535, description="port of /metrics, /healthz, /readyz (0: any)")
+    tmp_dir: Path | None = Field(
+        default=None, description="where large answers are sorted on disk (default: the system's temporary directory)"
+    )
+    tmp_max_bytes: int = Field(
+        default=4 * 1024**3, ge=1024 * 1024, description="the most disk all sorts may take at once, in bytes"
+    )
 
     @model_validator(mode="after")
     def _unique_feeds(self) -> Self:

@@ -17,6 +17,7 @@ from typing import Self
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from cdr_stream.answer_order import TempSpace
 from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
@@ -45,8 +46,11 @@ class Connector:
         *,
         observer: PollObserver | None = None,
         transport_factory: TransportFactory | None = None,
+        space: TempSpace | None = None,
     ) -> None:
         self.settings = settings
+        #: Where the feeds sort large answers on disk (shared: its byte limit is the process's).
+        self.space = space or TempSpace(settings.tmp_dir, settings.tmp_max_bytes)
         self.observer: PollObserver = observer or ProgressLog()
         self._transport_factory = transport_factory
         self.pollers: list[FeedPoller] = []
@@ -62,6 +66,8 @@ class Connector:
         A stop requested meanwhile ends the start quietly: no task runs, and `wait()` returns at once.
         """
         quiet_abandoned_kafka_futures(asyncio.get_running_loop())
+        for leftover in self.space.sweep():
+            log.info("removed %s, left by a process that stopped while sorting an answer", leftover)
         kafka, topics = self.settings.kafka, self.settings.topics
         if not await self._retry_until_ready(lambda: prepare_topics(kafka, topics), "topic setup"):
             return
@@ -102,9 +108,9 @@ class Connector:
         if feed.source == "sftp":
             from cdr_stream.sftp import SftpSource  # asyncssh (and its crypto) loads only when a feed needs it
 
-            return SftpSource(feed, self.observer)
+            return SftpSource(feed, self.observer, space=self.space)
         transport = self._transport_factory(feed) if self._transport_factory else None
-        return HttpSource(FeedClient(feed, transport), feed.max_rows_per_transaction)
+        return HttpSource(FeedClient(feed, transport, self.space), feed.max_rows_per_transaction)
 
     def _poller(self, feed: FeedSettings) -> FeedPoller:
         kafka, topics = self.settings.kafka, self.settings.topics

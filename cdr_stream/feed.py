@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -22,9 +22,9 @@ from urllib.parse import quote, quote_plus
 
 import aiohttp
 
+from cdr_stream.answer_order import OrderedRows, SpillError, TempSpace, ordered_rows
 from cdr_stream.config import FeedSettings
 from cdr_stream.parse import AnswerFormatError, answer_row_chunks, describe_body
-from cdr_stream.records import usable_id
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +149,6 @@ class _ProgressGuard:
                 return piece
 
 
-def _id_order(row: Any) -> int:
-    return usable_id(row) or 0  # rows without a usable ID first; they are dead-lettered anyway
-
-
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """Retry-After as seconds (it may be a number of seconds or an HTTP date)."""
     if not value:
@@ -182,9 +178,12 @@ class FeedWindow:
 class FeedClient:
     """Queries one configured feed."""
 
-    def __init__(self, settings: FeedSettings, transport: FeedTransport | None = None) -> None:
+    def __init__(
+        self, settings: FeedSettings, transport: FeedTransport | None = None, space: TempSpace | None = None
+    ) -> None:
         self.settings = settings
         self._transport = transport or AiohttpTransport(settings)
+        self._space = space or TempSpace()
 
     def form(self, from_id: int, window: FeedWindow | None = None) -> dict[str, str]:
         """The POST form; optional parameters only when configured (not every deployment knows them)."""
@@ -205,11 +204,33 @@ class FeedClient:
             form["servicesonly"] = "1"
         return form
 
+    async def ordered_chunks(
+        self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None
+    ) -> AsyncGenerator[OrderedRows, None]:
+        """Ask for the rows with an ID above `from_id` (within `window`, if given); once the whole answer is
+        in, yield its new rows in ID order, in chunks (see `cdr_stream.answer_order`).
+
+        Raises FeedError as `row_chunks` does, and with reason "spill" when the answer cannot be sorted.
+        """
+        rows = ordered_rows(
+            self.row_chunks(from_id, chunk_rows=chunk_rows, window=window),
+            floor=from_id,
+            chunk_rows=chunk_rows,
+            space=self._space,
+            feed=self.settings.name,
+        )
+        try:
+            async with aclosing(rows):
+                async for chunk in rows:
+                    yield chunk
+        except SpillError as exc:
+            raise FeedError(exc.reason, str(exc)) from None
+
     async def row_chunks(
         self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None
     ) -> AsyncGenerator[list[Any], None]:
         """Ask for the rows with an ID above `from_id` (within `window`, if given); yield them in chunks as
-        they arrive.
+        they arrive, in the answer's order.
 
         Raises FeedError (or FeedAuthError) with a fixed `reason` for every way the query can fail.
         """
@@ -223,7 +244,7 @@ class FeedClient:
                     )
                 await self._check_status(response)
                 body = _ProgressGuard(response.read, settings.read_timeout_seconds)
-                chunks = answer_row_chunks(body.read, fmt=settings.format, chunk_rows=chunk_rows, order=_id_order)
+                chunks = answer_row_chunks(body.read, fmt=settings.format, chunk_rows=chunk_rows)
                 async for chunk in chunks:
                     yield chunk
         except FeedError:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.process_collector import ProcessCollector
 
 from cdr_stream import __version__
+from cdr_stream.answer_order import TempSpace
 from cdr_stream.cdr_files import CHANGED, RENAMED, SHRUNK
 from cdr_stream.health import FeedHealth
 from cdr_stream.poller import PageReport
@@ -40,6 +41,7 @@ FAILURE_REASONS: Final = (
     "host_key",
     "private_key",
     "file_changed",
+    "spill",
     "commit_timeout",
     "commit_failed",
     "state_read",
@@ -89,6 +91,7 @@ class ConnectorMetrics:
         health: FeedHealth,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        space: TempSpace | None = None,
     ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._clock = clock
@@ -172,9 +175,19 @@ class ConnectorMetrics:
             ["feed", "reason"],
             registry=r,
         )
+        self.spill_bytes = Gauge(
+            "cdr_stream_spill_bytes",
+            "Disk taken now by the files of a large answer being sorted by ID (tmp_dir).",
+            ["feed"],
+            registry=r,
+        )
         for feed in feeds:
             self._create_series(feed)
             self.ready.labels(feed).set_function(partial(_ready, health, feed))
+            if space is not None:
+                self.spill_bytes.labels(feed).set_function(partial(space.used, feed))
+            else:
+                self.spill_bytes.labels(feed).set(0)
 
     def _create_series(self, feed: str) -> None:
         for family in (self.polls, self.fetched, self.published, self.committed, self.aborted):

@@ -11,7 +11,7 @@ since the beginning of time stays within bounded memory.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Final
 
@@ -41,17 +41,14 @@ _BOM: Final = b"\xef\xbb\xbf"
 _NOT_IN_JSON: Final = re.compile(rb"[\x0b\x0c]")
 
 
-async def answer_row_chunks(
-    read: Read, *, fmt: AnswerFormat, chunk_rows: int, order: Callable[[Any], int] | None = None
-) -> AsyncGenerator[list[Any], None]:
-    """Yield lists of at most `chunk_rows` rows of a body in format `fmt`; an empty body means no rows.
-
-    `order` sorts a JSON answer parsed whole (see json_row_chunks); text answers are always streamed.
+async def answer_row_chunks(read: Read, *, fmt: AnswerFormat, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
+    """Yield lists of at most `chunk_rows` rows of a body in format `fmt`, in the body's order; an empty
+    body means no rows. (`cdr_stream.answer_order` puts a whole answer in ID order.)
 
     Raises AnswerFormatError (with a fixed `reason`) on a body that is not what the format promises.
     """
     if fmt == "json":
-        chunks = json_row_chunks(read, chunk_rows=chunk_rows, order=order)
+        chunks = json_row_chunks(read, chunk_rows=chunk_rows)
     else:
         chunks = text_row_chunks(read, fmt=fmt, chunk_rows=chunk_rows)
     async with aclosing(chunks):  # a caller that stops early closes the parser too
@@ -117,14 +114,9 @@ async def _opening(read: Read, buffer_limit: int) -> tuple[bytearray, bool]:
 
 
 async def json_row_chunks(
-    read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT, order: Callable[[Any], int] | None = None
+    read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT
 ) -> AsyncGenerator[list[Any], None]:
-    """Yield lists of at most `chunk_rows` rows from a JSON array body; an empty body means no rows.
-
-    With `order`, an answer parsed whole is sorted by it before it is cut into chunks: a shuffled answer
-    larger than one chunk would otherwise have its late rows fall below the offset an earlier chunk
-    committed. A streamed answer cannot be sorted within bounded memory; it comes in the feed's order.
-    """
+    """Yield lists of at most `chunk_rows` rows from a JSON array body, in its order; an empty body means no rows."""
     buffer, at_end = await _opening(read, buffer_limit)
     first = _FIRST_NON_SPACE.search(buffer)
     if first is None:  # only at the end: the opening holds a non-space byte otherwise
@@ -141,8 +133,6 @@ async def json_row_chunks(
         except orjson.JSONDecodeError as exc:
             raise AnswerFormatError("invalid_json", f"{exc} (body of {len(buffer)} bytes)") from None
         del buffer
-        if order is not None and isinstance(rows, list):
-            rows.sort(key=order)
         for begin in range(0, len(rows), chunk_rows):
             yield rows[begin : begin + chunk_rows]
         return

@@ -82,6 +82,9 @@ class Batch:
 
     rows: list[Any]
     files: FilesPosition | None = None
+    #: Rows of the answer dropped before these (re-sent at or below the stored offset, or repeated).
+    dropped_seen: int = 0
+    dropped_duplicate: int = 0
 
 
 class Source(Protocol):
@@ -94,15 +97,15 @@ class Source(Protocol):
 
 
 class HttpSource:
-    """The billing feed web service: one query from the stored highest ID, its answer in chunks."""
+    """The billing feed web service: one query from the stored highest ID, its answer in ID order, in chunks."""
 
     def __init__(self, client: FeedClient, chunk_rows: int) -> None:
         self.client = client
         self._chunk_rows = chunk_rows
 
     async def batches(self, state: StoredOffset) -> AsyncGenerator[Batch, None]:
-        async for rows in self.client.row_chunks(state.last_id, chunk_rows=self._chunk_rows):
-            yield Batch(rows)
+        async for chunk in self.client.ordered_chunks(state.last_id, chunk_rows=self._chunk_rows):
+            yield Batch(chunk.rows, dropped_seen=chunk.dropped_seen, dropped_duplicate=chunk.dropped_duplicate)
 
     async def close(self) -> None:
         await self.client.close()
@@ -238,9 +241,11 @@ class FeedPoller:
         async with aclosing(batches):
             # A stop abandons the poll between transactions: what was not committed is asked for again.
             while (batch := await _next_unless_stopping(batches, stopping)) is not None:
-                rows_seen += len(batch.rows)
+                rows_seen += len(batch.rows) + batch.dropped_seen + batch.dropped_duplicate
                 assert self.state is not None
                 chunk = self.processor.process_chunk(batch.rows, floor_id=self.state.last_id)
+                chunk.dropped_seen += batch.dropped_seen
+                chunk.dropped_duplicate += batch.dropped_duplicate
                 await self._commit(chunk, batch.files)
         assert self.state is not None
         advanced = self.state.last_id > before.last_id or self.state.files != before.files

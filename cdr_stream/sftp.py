@@ -1,7 +1,7 @@
 """The SFTP source: the provider's CDR files, downloaded as a stream and published row by row.
 
 One poll connects, lists the directory, waits for files still being written to settle, and reads the
-files to collect in file order (`cdr_files.plan`), each as a stream of rows parsed in the file's format.
+files to collect in file order (`cdr_files.plan`), each parsed in the file's format and put in ID order.
 Every batch carries the whole files position (files committed, and the rows committed of the file in
 flight), so a crash resumes exactly after the last committed row. The host key is always checked
 against the configured known_hosts file.
@@ -16,11 +16,12 @@ import re
 import stat
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncssh
 
+from cdr_stream.answer_order import OrderedRows, SpillError, TempSpace, ordered_rows
 from cdr_stream.cdr_files import Plan, RemoteFile, SettleTracker, ToRead, cdr_files, plan
 from cdr_stream.config import FeedSettings, SftpSettings
 from cdr_stream.feed import FeedAuthError, FeedError
@@ -43,13 +44,19 @@ class SftpSource:
     """Collects one feed's CDR files over SFTP. Connects once per poll; holds no connection between polls."""
 
     def __init__(
-        self, feed: FeedSettings, observer: PollObserver, *, clock: Callable[[], float] = time.monotonic
+        self,
+        feed: FeedSettings,
+        observer: PollObserver,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        space: TempSpace | None = None,
     ) -> None:
         if feed.sftp is None:
             raise ValueError(f"feed {feed.name} has no sftp settings")
         self._feed = feed
         self._settings: SftpSettings = feed.sftp
         self._observer = observer
+        self._space = space or TempSpace()
         self._clock = clock
         self._pattern = re.compile(self._settings.file_pattern)
         self._settle = SettleTracker(self._settings.settle_seconds)
@@ -201,46 +208,72 @@ class SftpSource:
     async def _read_file(
         self, sftp: asyncssh.SFTPClient, item: ToRead, done: dict[str, FileMark]
     ) -> AsyncIterator[Batch]:
-        """The file's rows after `item.skip_rows`, in batches; the last one marks the file as committed.
+        """The file's rows in ID order after `item.skip_rows` of them, in batches; the last one marks the
+        file as committed.
 
-        One batch is held back until the next is parsed, so the file's last rows and its completion are
-        committed in one transaction.
+        The whole file is read (and sorted, on disk if large) before its first batch: its rows need not
+        come in ID order. One batch is held back until the next is ready, so the file's last rows and its
+        completion are committed in one transaction.
         """
         remote = item.file
         path = posixpath.join(self._settings.directory, remote.name)
-        consumed = 0  # rows parsed from the file's start, skipped ones included
-        held: list[Any] = []
+        consumed = 0  # rows of the file in ID order, skipped ones included
+        held = OrderedRows()
         async with await self._timed(sftp.open(path, "rb")) as handle:
             attrs = await self._timed(handle.stat())
             if FileMark(int(attrs.size or 0), int(attrs.mtime or 0)) != remote.mark:
                 raise FeedError("file_changed", f"file {remote.name} changed between its listing and its opening")
-            received = 0
-
-            async def read(size: int) -> bytes:
-                nonlocal received
-                piece: bytes = await self._timed(handle.read(size))
-                received += len(piece)
-                return piece
-
+            ordered = ordered_rows(
+                self._file_rows(handle, remote),
+                floor=0,  # the poller drops what is at or below the feed's offset
+                chunk_rows=self._feed.max_rows_per_transaction,
+                space=self._space,
+                feed=self._feed.name,
+            )
+            first = True
             try:
-                chunks = answer_row_chunks(read, fmt=self._feed.format, chunk_rows=self._feed.max_rows_per_transaction)
+                async with aclosing(ordered):
+                    async for chunk in ordered:
+                        if not first:
+                            yield _batch(held, self._in_flight(done, remote, consumed))
+                        first = False
+                        skip = min(len(chunk.rows), max(0, item.skip_rows - consumed))
+                        consumed += len(chunk.rows)
+                        # A chunk resumed into was reported (with what it dropped) before the restart.
+                        held = chunk if not skip else OrderedRows(chunk.rows[skip:])
+            except SpillError as exc:
+                raise FeedError(exc.reason, str(exc)) from None
+        yield _batch(held, FilesPosition({**done, remote.name: remote.mark}))
+
+    async def _file_rows(self, handle: asyncssh.SFTPClientFile, remote: RemoteFile) -> AsyncGenerator[list[Any], None]:
+        """The rows of an open file, in its order, checked to be the whole file as listed."""
+        received = 0
+
+        async def read(size: int) -> bytes:
+            nonlocal received
+            piece: bytes = await self._timed(handle.read(size))
+            received += len(piece)
+            return piece
+
+        chunks = answer_row_chunks(read, fmt=self._feed.format, chunk_rows=self._feed.max_rows_per_transaction)
+        try:
+            async with aclosing(chunks):
                 async for rows in chunks:
-                    if held:
-                        yield Batch(held, self._in_flight(done, remote, consumed))
-                    skip = min(len(rows), max(0, item.skip_rows - consumed))
-                    consumed += len(rows)
-                    held = rows[skip:] if skip else rows
-            except AnswerFormatError as exc:
-                raise FeedError(
-                    exc.reason, f"file {remote.name} does not hold what format {self._feed.format!r} promises: {exc}"
-                ) from None
-            if received != remote.mark.size:
-                raise FeedError(
-                    "file_changed",
-                    f"file {remote.name} changed while it was read ({received} bytes read, {remote.mark.size} listed)",
-                )
-        yield Batch(held, FilesPosition({**done, remote.name: remote.mark}))
+                    yield rows
+        except AnswerFormatError as exc:
+            raise FeedError(
+                exc.reason, f"file {remote.name} does not hold what format {self._feed.format!r} promises: {exc}"
+            ) from None
+        if received != remote.mark.size:
+            raise FeedError(
+                "file_changed",
+                f"file {remote.name} changed while it was read ({received} bytes read, {remote.mark.size} listed)",
+            )
 
     @staticmethod
     def _in_flight(done: dict[str, FileMark], remote: RemoteFile, rows: int) -> FilesPosition:
         return FilesPosition(dict(done), FileInFlight(remote.name, remote.mark, rows))
+
+
+def _batch(rows: OrderedRows, files: FilesPosition) -> Batch:
+    return Batch(rows.rows, files, dropped_seen=rows.dropped_seen, dropped_duplicate=rows.dropped_duplicate)

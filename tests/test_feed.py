@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
 
+from cdr_stream.answer_order import TempSpace
 from cdr_stream.config import FeedSettings
 from cdr_stream.feed import (
     MIN_PROGRESS_BYTES,
@@ -194,10 +197,31 @@ async def test_an_error_page_that_echoes_the_password_in_any_form_does_not_leak_
 async def test_a_shuffled_answer_larger_than_a_chunk_comes_in_id_order() -> None:
     # Regression: the rows of a shuffled page went into two transactions, and those of the second that
     # were below the first's highest ID were dropped as already delivered.
-    body = b'[{"ID": "7"}, {"ID": 2}, {"nothing": 1}, {"ID": 9}, {"ID": 1}, {"ID": 2}]'
+    body = b'[{"ID": "7"}, {"ID": 2}, {"nothing": 1}, {"ID": 9}, {"ID": 1}, {"ID": 2}, {"ID": 3}]'
     client = FeedClient(feed(), CannedTransport(CannedResponse(body=body)))
-    chunks = [chunk async for chunk in client.row_chunks(0, chunk_rows=4)]
-    assert chunks == [[{"nothing": 1}, {"ID": 1}, {"ID": 2}, {"ID": 2}], [{"ID": "7"}, {"ID": 9}]]
+    chunks = [chunk async for chunk in client.ordered_chunks(1, chunk_rows=2)]
+    assert [chunk.rows for chunk in chunks] == [[{"nothing": 1}, {"ID": 2}], [{"ID": 3}, {"ID": "7"}], [{"ID": 9}]]
+    assert sum(c.dropped_seen for c in chunks) == 1 and sum(c.dropped_duplicate for c in chunks) == 1
+
+
+async def test_a_streamed_answer_in_any_order_is_sorted_on_disk(tmp_path: Path) -> None:
+    ids = list(range(1, 30_001))
+    random.Random(3).shuffle(ids)
+    body = json.dumps([{"ID": n, "AccountCode": "a"} for n in ids]).encode()
+    space = TempSpace(tmp_path)
+    client = FeedClient(feed(), CannedTransport(CannedResponse(body=body)), space)
+    got = [row["ID"] async for chunk in client.ordered_chunks(0, chunk_rows=1_000) for row in chunk.rows]
+    assert got == list(range(1, 30_001))
+    assert list(tmp_path.iterdir()) == [] and space.used() == 0
+
+
+async def test_no_room_to_sort_is_a_spill_failure_of_the_feed(tmp_path: Path) -> None:
+    body = json.dumps([{"ID": n} for n in range(30_000, 0, -1)]).encode()
+    client = FeedClient(feed(), CannedTransport(CannedResponse(body=body)), TempSpace(tmp_path, max_bytes=100_000))
+    with pytest.raises(FeedError) as caught:
+        [chunk async for chunk in client.ordered_chunks(0, chunk_rows=1_000)]
+    assert caught.value.reason == "spill" and caught.value.retryable
+    assert "tmp_max_bytes" in str(caught.value)
 
 
 @dataclass

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from cdr_stream.answer_order import TempSpace
 from cdr_stream.config import Settings, parse_settings
 from cdr_stream.health import FeedHealth
 from cdr_stream.metrics import DEAD_LETTER_RULES, FAILURE_REASONS, ConnectorMetrics
@@ -54,6 +56,7 @@ def test_every_series_exists_at_zero_from_the_start() -> None:
             "cdr_stream_last_successful_poll_timestamp_seconds",
             "cdr_stream_consecutive_failures",
             "cdr_stream_ready",
+            "cdr_stream_spill_bytes",
             "cdr_stream_poll_duration_seconds_count",
             "cdr_stream_commit_duration_seconds_count",
         ):
@@ -180,3 +183,14 @@ def test_every_failure_reason_the_package_raises_has_its_own_label() -> None:
     raised = _raised_reasons()
     assert {"timeout", "auth", "invalid_json"} <= raised, "the scan finds the raises"
     assert raised - set(FAILURE_REASONS) == set()
+
+
+def test_spill_bytes_shows_what_each_feeds_sort_takes_on_disk(tmp_path: Path) -> None:
+    space = TempSpace(tmp_path)
+    metrics = ConnectorMetrics(FEEDS, FeedHealth(_settings()), space=space)
+    assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[0]) == 0
+    space.reserve(FEEDS[0], 1_500)
+    assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[0]) == 1_500
+    assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[1]) == 0
+    space.release(FEEDS[0], 1_500)
+    assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[0]) == 0

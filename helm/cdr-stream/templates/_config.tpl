@@ -10,6 +10,8 @@ log_level = {{ .Values.log.level | toJson }}
 log_format = {{ .Values.log.format | toJson }}
 shutdown_timeout_seconds = {{ .Values.shutdownTimeoutSeconds | toJson }}
 http_port = {{ include "cdr-stream.httpPort" . }}
+tmp_dir = {{ include "cdr-stream.tmpDir" . | toJson }}
+tmp_max_bytes = {{ mul .Values.tmpDir.sizeLimitMiB 943718 }}
 
 [kafka]
 bootstrap_servers = {{ .Values.kafka.bootstrapServers | toJson }}

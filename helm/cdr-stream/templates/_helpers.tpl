@@ -75,6 +75,8 @@ known_hosts file per sftp feed, named after the feed.
 {{- define "cdr-stream.configDir" -}}/etc/cdr-stream{{- end }}
 {{- define "cdr-stream.secretsDir" -}}/var/run/secrets/cdr-stream{{- end }}
 {{- define "cdr-stream.knownHostsDir" -}}/etc/cdr-stream-known-hosts{{- end }}
+{{- /* Where large answers are sorted on disk: an emptyDir, as the root filesystem is read-only. */}}
+{{- define "cdr-stream.tmpDir" -}}/var/tmp/cdr-stream{{- end }}
 {{/* The connector's one HTTP port (http_port in the TOML, EXPOSE in the Dockerfile). */}}
 {{- define "cdr-stream.httpPort" -}}8080{{- end }}
 

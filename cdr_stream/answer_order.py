@@ -1,0 +1,297 @@
+"""Put a whole answer in ID order before any of it is committed, within bounded memory.
+
+The provider does not promise that an answer comes in ID order, and the stored offset is the highest ID
+committed: a row committed in a later transaction than a higher one would fall below the offset and be
+lost. So the whole answer is read first. A small one is sorted in memory; a large one is written to disk
+in sorted runs and read back through a k-way merge (an external merge sort), so memory holds one run
+and one chunk whatever the answer's size. Rows then come out in ID order, chunk by chunk, and each
+chunk can be committed with its highest ID as the new offset.
+
+The spill files live in a directory of their own under `TempSpace.root`, are counted against a byte
+limit, and are removed when the answer is done (or abandoned), and by `TempSpace.sweep` at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import heapq
+import pickle
+import shutil
+import struct
+import tempfile
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+
+from cdr_stream.records import MalformedRow, dumps, usable_id
+
+#: Rows held in memory before the answer is spilled to disk (about 30 MB of parsed rows).
+MEMORY_ROWS: Final = 10_000
+#: Bytes of serialized rows sorted in memory and written as one run.
+RUN_BYTES: Final = 32 * 1024 * 1024
+#: Runs merged at once; more are first merged down in passes (each open run holds a read buffer).
+FAN_IN: Final = 64
+DEFAULT_MAX_BYTES: Final = 4 * 1024**3
+_READ_BUFFER: Final = 256 * 1024
+#: A spilled row's header: how it is encoded, the payload's length and the sort key's length. The key
+#: (the ID, or 0 for a row without a usable one) follows as unsigned big-endian bytes: an ID may be any size.
+_FRAME: Final = struct.Struct("<BIB")
+_JSON, _PICKLE, _MALFORMED = 0, 1, 2
+_PREFIX: Final = "cdr-stream-spill-"
+_LOCK: Final = "lock"
+
+_key = itemgetter(0)
+
+
+class SpillError(Exception):
+    """The answer could not be sorted on disk: the size limit or the disk is full, or the directory is unusable."""
+
+    reason = "spill"
+
+
+@dataclass(slots=True)
+class OrderedRows:
+    """Rows of an answer in ID order (rows without a usable ID first), each ID above the floor once,
+    and how many rows were dropped on the way (counted in the chunk being filled when they were met)."""
+
+    rows: list[Any] = field(default_factory=list)
+    #: Rows at or below the floor (already delivered: a re-send).
+    dropped_seen: int = 0
+    #: Rows that repeated an ID earlier in the answer (the first one is kept).
+    dropped_duplicate: int = 0
+
+
+class TempSpace:
+    """Where answers are spilled, and how much of it they may take, shared by all the feeds of a process.
+
+    `used()` is what the spill files take now (a metric reads it); `reserve` refuses to pass `max_bytes`.
+    """
+
+    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.root = Path(root) if root is not None else Path(tempfile.gettempdir())
+        self.max_bytes = max_bytes
+        self._used: dict[str, int] = {}
+
+    def used(self, feed: str | None = None) -> int:
+        return sum(self._used.values()) if feed is None else self._used.get(feed, 0)
+
+    def reserve(self, feed: str, size: int) -> None:
+        if self.used() + size > self.max_bytes:
+            raise SpillError(
+                f"sorting the answer needs more than tmp_max_bytes ({self.max_bytes} bytes) of temporary space "
+                f"in {self.root}; raise tmp_max_bytes (and the volume behind tmp_dir)"
+            )
+        self._used[feed] = self._used.get(feed, 0) + size
+
+    def release(self, feed: str, size: int) -> None:
+        self._used[feed] = max(0, self._used.get(feed, 0) - size)
+
+    def sweep(self) -> list[Path]:
+        """Remove spill directories left by a process that died (their lock is free); return them."""
+        removed = []
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.root.glob(f"{_PREFIX}*"):
+                if path.is_dir() and not _locked(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+        return removed
+
+
+def _locked(path: Path) -> bool:
+    """Whether a live process holds the directory's lock."""
+    try:
+        with open(path / _LOCK, "rb") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False  # no lock file: a directory being set up or torn down; nothing in it is needed
+
+
+def _encode(row: Any) -> tuple[int, bytes]:
+    if isinstance(row, MalformedRow):
+        return _MALFORMED, dumps([row.values, row.reason])
+    try:
+        return _JSON, dumps(row)
+    except TypeError:  # integers beyond 64 bits, nesting deeper than orjson goes: pickle keeps them exactly
+        return _PICKLE, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _decode(kind: int, payload: bytes) -> Any:
+    if kind == _JSON:
+        return orjson.loads(payload)
+    if kind == _MALFORMED:
+        values, reason = orjson.loads(payload)
+        return MalformedRow(values, reason)
+    return pickle.loads(payload)  # noqa: S301  # written by this process, a moment ago, into its own directory
+
+
+def _frame(key: int, kind: int, payload: bytes) -> bytes:
+    key_bytes = key.to_bytes((key.bit_length() + 7) // 8, "big")
+    return _FRAME.pack(kind, len(payload), len(key_bytes)) + key_bytes + payload
+
+
+def _frames(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """The (key, kind, payload) frames of a run file, in order."""
+    from_bytes = int.from_bytes
+    with open(path, "rb", buffering=_READ_BUFFER) as run:
+        read = run.read
+        while head := read(_FRAME.size):
+            kind, size, key_size = _FRAME.unpack(head)
+            yield from_bytes(read(key_size), "big"), kind, read(size)
+
+
+class _Spill:
+    """The sorted runs of one answer, in a private directory held by a lock."""
+
+    def __init__(self, space: TempSpace, feed: str, *, run_bytes: int, fan_in: int) -> None:
+        self._space = space
+        self._feed = feed
+        self._run_bytes = run_bytes
+        self._fan_in = fan_in
+        self._bytes = 0
+        self._runs: list[Path] = []
+        self._written = 0
+        self._pending: list[tuple[int, bytes]] = []
+        self._pending_bytes = 0
+        try:
+            space.root.mkdir(parents=True, exist_ok=True)
+            self.directory = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{feed}-", dir=space.root))
+            self._lock: IO[bytes] | None = open(self.directory / _LOCK, "wb")  # noqa: SIM115  # held until close()
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise SpillError(f"cannot use tmp_dir {str(space.root)!r} for sorting an answer: {exc}") from None
+
+    def add(self, key: int, row: Any) -> None:
+        frame = _frame(key, *_encode(row))
+        self._pending.append((key, frame))
+        self._pending_bytes += len(frame)
+        if self._pending_bytes >= self._run_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        self._pending.sort(key=_key)  # stable: equal IDs keep the answer's order
+        self._write(b"".join(frame for _, frame in self._pending))
+        self._pending, self._pending_bytes = [], 0
+
+    def _write(self, data: bytes | Iterator[bytes]) -> None:
+        self._written += 1
+        path = self.directory / f"run-{self._written:06d}"
+        written = 0
+        try:
+            with open(path, "wb") as run:
+                for piece in [data] if isinstance(data, bytes) else data:
+                    self._space.reserve(self._feed, len(piece))
+                    self._bytes += len(piece)
+                    written += len(piece)
+                    run.write(piece)
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            what = "the disk behind tmp_dir is full" if full else "it cannot be written"
+            raise SpillError(f"sorting the answer in {str(self.directory)!r} failed: {what} ({exc})") from None
+        self._runs.append(path)
+
+    def _merge_down(self) -> None:
+        """Merge the oldest runs in groups of `fan_in` until at most `fan_in` remain."""
+        fan_in = self._fan_in
+        while len(self._runs) > fan_in:
+            group, self._runs = self._runs[:fan_in], self._runs[fan_in:]
+            merged = heapq.merge(*(_frames(path) for path in group), key=_key)
+            self._write(_frame(key, kind, payload) for key, kind, payload in merged)
+            # The merged run goes first: for equal IDs, its rows came before those of the later runs.
+            self._runs.insert(0, self._runs.pop())
+            for path in group:
+                self._drop(path)
+
+    def _drop(self, path: Path) -> None:
+        size = path.stat().st_size
+        path.unlink()
+        self._space.release(self._feed, size)
+        self._bytes -= size
+
+    def rows(self) -> Iterator[tuple[int, Any]]:
+        """Every spilled row as (key, row), in key order; equal keys in the order they were added."""
+        self._flush()
+        self._merge_down()
+        for key, kind, payload in heapq.merge(*(_frames(path) for path in self._runs), key=_key):
+            yield key, _decode(kind, payload)
+
+    def close(self) -> None:
+        self._space.release(self._feed, self._bytes)
+        self._bytes = 0
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def ordered_rows(
+    chunks: AsyncGenerator[list[Any], None],
+    *,
+    floor: int,
+    chunk_rows: int,
+    space: TempSpace,
+    feed: str,
+    memory_rows: int = MEMORY_ROWS,
+    run_bytes: int = RUN_BYTES,
+    fan_in: int = FAN_IN,
+) -> AsyncGenerator[OrderedRows, None]:
+    """Read the whole answer from `chunks`, then yield it in ID order, at most `chunk_rows` rows at a time.
+
+    Rows at or below `floor` and repeated IDs are dropped and counted; rows without
+    a usable ID come first, in the answer's order, for the caller to dead-letter. Yields at least one
+    chunk, empty when nothing is left.
+    """
+    dropped_seen = 0
+    held: list[tuple[int, Any]] = []
+    spill: _Spill | None = None
+    try:
+        async with aclosing(chunks):
+            async for rows in chunks:
+                for row in rows:
+                    row_id = usable_id(row)
+                    if row_id is not None and row_id <= floor:
+                        dropped_seen += 1
+                    elif spill is None:
+                        held.append((row_id or 0, row))
+                    else:
+                        spill.add(row_id or 0, row)
+                if spill is None and len(held) > memory_rows:
+                    spill = _Spill(space, feed, run_bytes=run_bytes, fan_in=fan_in)
+                    for key, row in held:
+                        spill.add(key, row)
+                    held = []
+        if spill is None:
+            held.sort(key=_key)
+            keyed: Iterator[tuple[int, Any]] = iter(held)
+        else:
+            keyed = spill.rows()
+        out = OrderedRows(dropped_seen=dropped_seen)
+        yielded = False
+        previous = 0
+        for key, row in keyed:
+            if key and key == previous:
+                out.dropped_duplicate += 1
+                continue
+            previous = key
+            out.rows.append(row)
+            if len(out.rows) >= chunk_rows:
+                yield out
+                yielded = True
+                out = OrderedRows()
+        if out.rows or out.dropped_seen or out.dropped_duplicate or not yielded:
+            yield out
+    finally:
+        if spill is not None:
+            spill.close()
