@@ -94,9 +94,8 @@ def run_plan(seed: int) -> RunPlan:
         invalid_rate=rng.choice([0.0, 0.02]),
         duplicate_rate=rng.choice([0.0, 0.3]),
         resend_rate=rng.choice([0.0, 0.3]),
-        # Shuffled pages, not a shuffled single answer: an answer streamed beyond 8 MiB cannot be sorted
-        # in bounded memory, and must come in ID order (docs/reliability.md).
-        out_of_order=page_size > 0 and rng.random() < 0.5,
+        # Shuffled pages, and shuffled single answers (sorted on disk when larger than 10,000 rows).
+        out_of_order=rng.random() < 0.5,
         latency_ms=rng.choice([0.0, 20.0]),
     )
     aimed = rng.random() < 0.5

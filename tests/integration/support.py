@@ -183,7 +183,10 @@ def write_config(path: Path, settings: Settings, sftp_secrets: dict[str, Any] | 
             lines += _toml_table("[[feeds]]", values)
             sftp = feed.sftp.model_dump(exclude=_SECRETS, exclude_defaults=True)
             lines += _toml_table("[feeds.sftp]", {**sftp, **(sftp_secrets or {})})
-    top = settings.model_dump(include={"log_level", "shutdown_timeout_seconds", "http_port"}, exclude_defaults=True)
+    top = settings.model_dump(
+        include={"log_level", "shutdown_timeout_seconds", "http_port", "tmp_dir", "tmp_max_bytes"},
+        exclude_defaults=True,
+    )
     lines[:0] = [f"{key} = {_toml_value(value)}" for key, value in top.items()]
     lines += _toml_table("[kafka]", settings.kafka.model_dump(exclude={"sasl_password"}, exclude_defaults=True))
     lines += _toml_table("[topics]", settings.topics.model_dump(exclude_defaults=True))

@@ -17,7 +17,7 @@ from cdr_stream.progress import ProgressLog
 from cdr_stream.records import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import CdrFile, Period, write_cdr_files
-from cdr_stream.simulator.formats import json_row
+from cdr_stream.simulator.formats import RowCache, framing, json_row
 from cdr_stream.state import StoredOffset, read_offsets
 from tests.integration.sshd import SshServer, keygen
 from tests.integration.support import FEED, read_published, start_process, stop_process, wait_for, write_config
@@ -67,7 +67,12 @@ def sftp_table(server: SshServer, directory: Path, auth: str, **changes: Any) ->
 
 
 def sftp_settings(
-    kafka: KafkaSettings, topics: TopicSettings, sftp: dict[str, Any], fmt: str = "json", **feed: Any
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    sftp: dict[str, Any],
+    fmt: str = "json",
+    tmp_dir: Path | None = None,
+    **feed: Any,
 ) -> Settings:
     values: dict[str, Any] = {
         "name": FEED,
@@ -86,6 +91,7 @@ def sftp_settings(
             "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "commit_timeout_seconds": 20},
             "topics": topics.model_dump(),
             "http_port": 0,  # a connector process of its own may run beside others
+            **({"tmp_dir": str(tmp_dir)} if tmp_dir else {}),
         },
         {},
     )
@@ -161,6 +167,36 @@ async def test_files_are_collected_in_order_exactly_once(
     done_counts = [len(orjson.loads(r.value)["files"]["done"]) for r in published.states]
     assert done_counts == sorted(done_counts) and done_counts[-1] == len(files)
     assert published.last_state()["files"]["current"] is None
+
+
+def shuffle_rows(files: list[CdrFile], gen: FeedGenerator, fmt: str, rng: random.Random) -> None:
+    """Write each file again with its rows in a random order (the provider promises no order)."""
+    renderer, frame = RowCache(gen, "number"), framing(fmt)
+    for file in files:
+        ids = list(file.ids)
+        rng.shuffle(ids)
+        rows = [renderer.render(gen.row(record_id), fmt) for record_id in ids]
+        file.path.write_bytes(frame.opening + frame.separator.join(rows) + frame.closing)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+async def test_a_file_in_any_order_is_published_whole(
+    kafka: KafkaSettings, topics: TopicSettings, sshd: SshServer, tmp_path: Path, fmt: str
+) -> None:
+    # One day's file of 12,000 rows: more than are sorted in memory, so it is sorted on disk.
+    gen = generator(12_000, days=1.0)
+    ids = range(1, 12_001)
+    directory = sshd.new_directory()
+    files = write_cdr_files(directory, gen, ids, fmt=fmt, period="daily")
+    shuffle_rows(files, gen, fmt, random.Random(5))
+    settings = sftp_settings(kafka, topics, sftp_table(sshd, directory, "password"), fmt, tmp_dir=tmp_path / "spill")
+
+    await collect(settings, files)
+
+    await assert_exactly_once(kafka, topics, gen, ids)
+    published = await read_published(kafka, topics)
+    assert len(published.states) >= 100, "the file's rows went into many transactions (100 rows each)"
+    assert list((tmp_path / "spill").iterdir()) == [], "the sort's files are removed"
 
 
 def grow(target: Path, content: bytes, pieces: int, pause: float) -> None:
@@ -318,6 +354,7 @@ async def test_kill_9_in_the_middle_of_a_file_then_restart_leaves_no_duplicate_a
     ids = range(1, 24_001)
     directory = sshd.new_directory()
     files = write_cdr_files(directory, gen, ids, fmt=fmt, period="hourly")
+    shuffle_rows(files, gen, fmt, rng)  # the committed rows of a file are then the lowest IDs, not its first lines
     settings = sftp_settings(kafka, topics, sftp_table(sshd, directory, "key"), fmt, max_rows_per_transaction=60)
     config = write_sftp_config(tmp_path / "c.toml", settings, tmp_path)
     log = tmp_path / "connector.log"
