@@ -21,7 +21,7 @@ import pickle
 import shutil
 import struct
 import tempfile
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -48,6 +48,9 @@ _PREFIX: Final = "cdr-stream-spill-"
 _LOCK: Final = "lock"
 
 _key = itemgetter(0)
+
+#: Told after each sorted run is written: rows spilled so far, and the disk they take.
+OnRun = Callable[[int, int], None]
 
 
 class SpillError(Exception):
@@ -153,9 +156,11 @@ def _frames(path: Path) -> Iterator[tuple[int, int, bytes]]:
 class _Spill:
     """The sorted runs of one answer, in a private directory held by a lock."""
 
-    def __init__(self, space: TempSpace, feed: str, *, run_bytes: int, fan_in: int) -> None:
+    def __init__(self, space: TempSpace, feed: str, *, run_bytes: int, fan_in: int, on_run: OnRun | None) -> None:
         self._space = space
         self._feed = feed
+        self._on_run = on_run
+        self._rows = 0
         self._run_bytes = run_bytes
         self._fan_in = fan_in
         self._bytes = 0
@@ -183,7 +188,10 @@ class _Spill:
             return
         self._pending.sort(key=_key)  # stable: equal IDs keep the answer's order
         self._write(b"".join(frame for _, frame in self._pending))
+        self._rows += len(self._pending)
         self._pending, self._pending_bytes = [], 0
+        if self._on_run is not None:
+            self._on_run(self._rows, self._bytes)
 
     def _write(self, data: bytes | Iterator[bytes]) -> None:
         self._written += 1
@@ -246,12 +254,13 @@ async def ordered_rows(
     memory_rows: int = MEMORY_ROWS,
     run_bytes: int = RUN_BYTES,
     fan_in: int = FAN_IN,
+    on_run: OnRun | None = None,
 ) -> AsyncGenerator[OrderedRows, None]:
     """Read the whole answer from `chunks`, then yield it in ID order, at most `chunk_rows` rows at a time.
 
     Rows at or below `floor` and repeated IDs are dropped and counted; rows without
     a usable ID come first, in the answer's order, for the caller to dead-letter. Yields at least one
-    chunk, empty when nothing is left.
+    chunk, empty when nothing is left. `on_run` hears of each sorted run written to disk.
     """
     dropped_seen = 0
     held: list[tuple[int, Any]] = []
@@ -268,7 +277,7 @@ async def ordered_rows(
                     else:
                         spill.add(row_id or 0, row)
                 if spill is None and len(held) > memory_rows:
-                    spill = _Spill(space, feed, run_bytes=run_bytes, fan_in=fan_in)
+                    spill = _Spill(space, feed, run_bytes=run_bytes, fan_in=fan_in, on_run=on_run)
                     for key, row in held:
                         spill.add(key, row)
                     held = []

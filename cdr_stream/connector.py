@@ -110,7 +110,7 @@ class Connector:
 
             return SftpSource(feed, self.observer, space=self.space)
         transport = self._transport_factory(feed) if self._transport_factory else None
-        return HttpSource(FeedClient(feed, transport, self.space), feed.max_rows_per_transaction)
+        return HttpSource(FeedClient(feed, transport, self.space), feed.max_rows_per_transaction, self.observer)
 
     def _poller(self, feed: FeedSettings) -> FeedPoller:
         kafka, topics = self.settings.kafka, self.settings.topics

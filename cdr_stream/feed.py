@@ -22,7 +22,7 @@ from urllib.parse import quote, quote_plus
 
 import aiohttp
 
-from cdr_stream.answer_order import OrderedRows, SpillError, TempSpace, ordered_rows
+from cdr_stream.answer_order import OnRun, OrderedRows, SpillError, TempSpace, ordered_rows
 from cdr_stream.config import FeedSettings
 from cdr_stream.parse import AnswerFormatError, answer_row_chunks, describe_body
 
@@ -205,7 +205,7 @@ class FeedClient:
         return form
 
     async def ordered_chunks(
-        self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None
+        self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None, on_run: OnRun | None = None
     ) -> AsyncGenerator[OrderedRows, None]:
         """Ask for the rows with an ID above `from_id` (within `window`, if given); once the whole answer is
         in, yield its new rows in ID order, in chunks (see `cdr_stream.answer_order`).
@@ -218,6 +218,7 @@ class FeedClient:
             chunk_rows=chunk_rows,
             space=self._space,
             feed=self.settings.name,
+            on_run=on_run,
         )
         try:
             async with aclosing(rows):

@@ -98,3 +98,6 @@ class FeedHealth:
 
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         self._heard(feed)
+
+    def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:
+        self._heard(feed)  # a long read and sort of a huge answer is progress, not a wedge

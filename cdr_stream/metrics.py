@@ -255,3 +255,6 @@ class ConnectorMetrics:
 
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         self.file_anomalies.labels(feed, _bounded(reason, FILE_ANOMALIES)).inc()
+
+    def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:
+        """cdr_stream_spill_bytes reads the disk in use itself."""

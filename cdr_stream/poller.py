@@ -71,6 +71,9 @@ class PollObserver(Protocol):
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         """A file source met a file it will not (re-)publish as listed: changed after commit, renamed..."""
 
+    def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:
+        """An answer too large to sort in memory is being sorted on disk: `rows` spilled so far."""
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -99,12 +102,18 @@ class Source(Protocol):
 class HttpSource:
     """The billing feed web service: one query from the stored highest ID, its answer in ID order, in chunks."""
 
-    def __init__(self, client: FeedClient, chunk_rows: int) -> None:
+    def __init__(self, client: FeedClient, chunk_rows: int, observer: PollObserver | None = None) -> None:
         self.client = client
         self._chunk_rows = chunk_rows
+        self._observer = observer
+
+    def _on_run(self, rows: int, disk_bytes: int) -> None:
+        if self._observer is not None:
+            self._observer.answer_sorting(self.client.settings.name, rows=rows, disk_bytes=disk_bytes)
 
     async def batches(self, state: StoredOffset) -> AsyncGenerator[Batch, None]:
-        async for chunk in self.client.ordered_chunks(state.last_id, chunk_rows=self._chunk_rows):
+        chunks = self.client.ordered_chunks(state.last_id, chunk_rows=self._chunk_rows, on_run=self._on_run)
+        async for chunk in chunks:
             yield Batch(chunk.rows, dropped_seen=chunk.dropped_seen, dropped_duplicate=chunk.dropped_duplicate)
 
     async def close(self) -> None:
@@ -136,6 +145,10 @@ class ObserverGroup:
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         for observer in self.observers:
             observer.file_anomaly(feed, name=name, reason=reason, message=message)
+
+    def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:
+        for observer in self.observers:
+            observer.answer_sorting(feed, rows=rows, disk_bytes=disk_bytes)
 
 
 class FeedPoller:

@@ -95,6 +95,15 @@ class ProgressLog:
         self.totals[feed].file_anomalies += 1
         log.warning("feed %s: %s", feed, message, extra={"feed": feed, "file": name, "reason": reason})
 
+    def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:
+        log.info(
+            "feed %s: sorting a large answer by ID on disk: %d rows so far, %d MiB",
+            feed,
+            rows,
+            disk_bytes // 2**20,
+            extra={"feed": feed, "rows": rows, "disk_bytes": disk_bytes},
+        )
+
 
 class BackfillReport:
     """A BackfillObserver: on a terminal, one line rewritten after every commit; otherwise a log line per

@@ -229,6 +229,7 @@ class SftpSource:
                 chunk_rows=self._feed.max_rows_per_transaction,
                 space=self._space,
                 feed=self._feed.name,
+                on_run=self._on_run,
             )
             first = True
             try:
@@ -269,6 +270,9 @@ class SftpSource:
                 "file_changed",
                 f"file {remote.name} changed while it was read ({received} bytes read, {remote.mark.size} listed)",
             )
+
+    def _on_run(self, rows: int, disk_bytes: int) -> None:
+        self._observer.answer_sorting(self._feed.name, rows=rows, disk_bytes=disk_bytes)
 
     @staticmethod
     def _in_flight(done: dict[str, FileMark], remote: RemoteFile, rows: int) -> FilesPosition:

@@ -77,8 +77,17 @@ async def test_a_large_answer_spills_to_sorted_runs_and_comes_back_in_order(tmp_
     rows += [MalformedRow(["1", "2"], "line 9: 2 values for the 26 columns"), {"ID": 2**70}, {"ID": 5, "again": True}]
     space = TempSpace(tmp_path)
     seen_dirs: list[list[Path]] = []
+    runs: list[tuple[int, int]] = []
     chunks = ordered_rows(
-        answer(rows, 100), floor=10, chunk_rows=500, space=space, feed="f", memory_rows=200, run_bytes=4096, fan_in=4
+        answer(rows, 100),
+        floor=10,
+        chunk_rows=500,
+        space=space,
+        feed="f",
+        memory_rows=200,
+        run_bytes=4096,
+        fan_in=4,
+        on_run=lambda spilled, disk: runs.append((spilled, disk)),
     )
     out = []
     async for chunk in chunks:
@@ -87,6 +96,11 @@ async def test_a_large_answer_spills_to_sorted_runs_and_comes_back_in_order(tmp_
     assert flat(out) == model(rows, 10)
     assert all(len(chunk.rows) <= 500 for chunk in out)
     assert seen_dirs[0], "a large answer is sorted on disk"
+    assert len(runs) > 4, "in more runs than are merged at once"
+    assert [spilled for spilled, _ in runs] == sorted(spilled for spilled, _ in runs) and runs[-1][0] == len(
+        rows
+    ) - flat(out)[1]
+    assert all(disk > 0 for _, disk in runs)
     assert spill_dirs(tmp_path) == [] and space.used() == 0, "the spill files are removed after the answer"
 
 

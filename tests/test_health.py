@@ -62,3 +62,17 @@ def test_the_wedge_limit_outlasts_every_wait_of_a_healthy_loop() -> None:
     limit = wedge_limit(feed, settings.kafka.commit_timeout_seconds)
     assert limit > feed.backoff_max_seconds + feed.read_timeout_seconds
     assert wedge_limit(_settings(poll_interval_seconds=1).feeds[0], 10) >= MIN_WEDGE_SECONDS
+
+
+def test_a_huge_answer_sorted_on_disk_keeps_the_feed_alive() -> None:
+    clock = Clock()
+    settings = _settings(poll_interval_seconds=1)
+    health = FeedHealth(settings, clock=clock)
+    limit = wedge_limit(settings.feeds[0], settings.kafka.commit_timeout_seconds)
+    health.poll_finished("east", seconds=1, rows=0, advanced=True)
+    for rows in range(50_000, 500_001, 50_000):  # reading and sorting for longer than the limit, in steps
+        clock.now += limit / 3
+        health.answer_sorting("east", rows=rows, disk_bytes=rows * 650)
+        assert health.liveness().ok
+    clock.now += limit + 1
+    assert not health.liveness().ok

@@ -188,6 +188,8 @@ async def start_simulator(args: argparse.Namespace, env: dict[str, str], workdir
     port = free_port()
     argv = [str(CLI), "simulate", "--records", str(args.records), "--page-size", str(args.page_size)]
     argv += ["--preload", "--invalid-rate", str(args.invalid_rate)]
+    if args.out_of_order:
+        argv.append("--out-of-order")
     argv += ["--port", str(port), "--login", LOGIN, "--password-env", PASSWORD_ENV]
     child = await spawn(argv, env, workdir / "simulator.log", pipe=False)
     base = f"http://127.0.0.1:{port}"
@@ -243,9 +245,10 @@ async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
 # --- one run -------------------------------------------------------------------------------------------
 
 
-def write_config(path: Path, feed_url: str, bootstrap: str, topics: Topics, chunk_rows: int) -> None:
+def write_config(path: Path, feed_url: str, bootstrap: str, topics: Topics, chunk_rows: int, fmt: str) -> None:
     path.write_text(
         f"""log_level = "INFO"
+tmp_dir = "{path.parent / "spill"}"
 
 [[feeds]]
 name = "{FEED}"
@@ -254,6 +257,7 @@ login = "{LOGIN}"
 password_env = "{PASSWORD_ENV}"
 poll_interval_seconds = 5
 max_rows_per_transaction = {chunk_rows}
+format = "{fmt}"
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -302,6 +306,8 @@ class Memory:
     """VmRSS samples: (seconds since start, kB, last committed ID)."""
 
     samples: list[tuple[float, int, int]] = field(default_factory=list)
+    #: The most disk the connector's sorts took in tmp_dir at one sample.
+    max_spill_bytes: int = 0
 
     @property
     def max_rss_kb(self) -> int:
@@ -312,9 +318,18 @@ class Memory:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-async def sample_rss(pid: int, started: float, progress: Progress, memory: Memory) -> None:
+def spill_bytes(spill: Path) -> int:
+    total = 0
+    for path in spill.glob("*/run-*"):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
+
+
+async def sample_rss(pid: int, started: float, progress: Progress, memory: Memory, spill: Path) -> None:
     while rss := proc_status(pid).get("VmRSS", 0):
         memory.samples.append((time.monotonic() - started, rss, progress.last_id))
+        memory.max_spill_bytes = max(memory.max_spill_bytes, spill_bytes(spill))
         await asyncio.sleep(SAMPLE_SECONDS)
 
 
@@ -327,6 +342,7 @@ class Result:
     commits: int
     peak_rss_mb: float
     max_sampled_rss_mb: float
+    peak_spill_mb: float
     cpu_seconds: float
     simulator_cpu_seconds: float
     broker_cpu_seconds: float
@@ -354,6 +370,8 @@ class RunContext:
     workdir: Path
     timeout: float
     broker_pid: int
+    fmt: str = "json"
+    out_of_order: bool = False
     profile_dir: Path | None = None
 
     def connector_argv(self, config: Path, tag: str) -> list[str]:
@@ -367,7 +385,7 @@ class RunContext:
 
 async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Result:
     config = ctx.workdir / f"{topics.tag}.toml"
-    write_config(config, ctx.sim.url, ctx.bootstrap, topics, chunk_rows)
+    write_config(config, ctx.sim.url, ctx.bootstrap, topics, chunk_rows, ctx.fmt)
     before = await ctx.sim.stats()
     progress, memory = Progress(), Memory()
     others = (ctx.sim.child.pid, ctx.broker_pid)
@@ -379,7 +397,7 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
     log_path = ctx.workdir / f"{topics.tag}.log"
     tasks = [
         asyncio.create_task(follow_log(child.proc.stderr, log_path, ctx.records, progress)),
-        asyncio.create_task(sample_rss(child.pid, started, progress, memory)),
+        asyncio.create_task(sample_rss(child.pid, started, progress, memory, config.parent / "spill")),
     ]
     try:
         await wait_for_target(child, progress, ctx.timeout)
@@ -404,6 +422,7 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
         commits=progress.commits,
         peak_rss_mb=peak_kb / 1024,
         max_sampled_rss_mb=memory.max_rss_kb / 1024,
+        peak_spill_mb=memory.max_spill_bytes / 1024**2,
         cpu_seconds=cpu,
         simulator_cpu_seconds=sim_cpu,
         broker_cpu_seconds=broker_cpu,
@@ -530,7 +549,8 @@ def code_version() -> str:
 def summary(r: Result) -> str:
     return (
         f"caught up in {r.seconds:.2f} s ({r.rate:,.0f} records/s), first commit after "
-        f"{r.first_commit_seconds:.2f} s, peak RSS {r.peak_rss_mb:.1f} MB; exit code {r.exit_code} "
+        f"{r.first_commit_seconds:.2f} s, peak RSS {r.peak_rss_mb:.1f} MB, sorted on disk (peak) "
+        f"{r.peak_spill_mb:.0f} MiB; exit code {r.exit_code} "
         f"{r.stop_seconds:.1f} s after SIGTERM; CPU s: connector {r.cpu_seconds:.1f}, simulator "
         f"{r.simulator_cpu_seconds:.1f}, broker {r.broker_cpu_seconds:.1f}; {r.requests} requests, "
         f"{r.rows_served} rows served"
@@ -572,6 +592,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--invalid-rate", type=float, default=0.0, help="share of broken rows (dead letters), default 0"
     )
+    parser.add_argument("--format", default="json", choices=["json", "csv", "txt", "pipe"], help="answer format")
+    parser.add_argument("--out-of-order", action="store_true", help="every answer shuffled (sorted on disk)")
     parser.add_argument("--repeat", type=int, default=1, help="runs against the same simulator")
     parser.add_argument("--keep-topics", action="store_true", help="leave the benchmark's topics behind")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one catch-up may take")
@@ -584,7 +606,8 @@ def parse_args() -> argparse.Namespace:
 
 async def run_once(ctx: RunContext, chunk_rows: int, keep_topics: bool) -> Result:
     topics = Topics.fresh()
-    print(f"\nrun {topics.tag}: {ctx.records} rows, page size {ctx.page_size or 'all'}", flush=True)
+    order = "shuffled" if ctx.out_of_order else "in ID order"
+    print(f"\nrun {topics.tag}: {ctx.records} rows, page size {ctx.page_size or 'all'}, {ctx.fmt}, {order}", flush=True)
     result: Result | None = None
     try:
         result = await run_connector(ctx, topics, chunk_rows)
@@ -615,6 +638,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
         workdir=workdir,
         timeout=args.timeout,
         broker_pid=broker_pid(),
+        fmt=args.format,
+        out_of_order=args.out_of_order,
         profile_dir=args.profile,
     )
     try:
