@@ -21,6 +21,7 @@ import pickle
 import shutil
 import struct
 import tempfile
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import IO, Any, Final
 
 import orjson
 
-from cdr_stream.records import MalformedRow, dumps, usable_id
+from cdr_stream.records import MalformedRow, usable_id
 
 #: Rows held in memory before the answer is spilled to disk (about 30 MB of parsed rows).
 MEMORY_ROWS: Final = 10_000
@@ -46,6 +47,7 @@ _FRAME: Final = struct.Struct("<BIB")
 _JSON, _PICKLE, _MALFORMED = 0, 1, 2
 _PREFIX: Final = "cdr-stream-spill-"
 _LOCK: Final = "lock"
+_SETUP_SECONDS: Final = 60.0
 
 _key = itemgetter(0)
 
@@ -108,7 +110,7 @@ class TempSpace:
 
 
 def _locked(path: Path) -> bool:
-    """Whether a live process holds the directory's lock."""
+    """Whether a live process holds the directory's lock (or may be about to: it was made a moment ago)."""
     try:
         with open(path / _LOCK, "rb") as lock:
             try:
@@ -116,15 +118,20 @@ def _locked(path: Path) -> bool:
             except BlockingIOError:
                 return True
             return False
+    except FileNotFoundError:
+        # Between mkdtemp and the lock, a live process's directory has no lock file yet.
+        with contextlib.suppress(OSError):
+            return time.time() - path.stat().st_mtime < _SETUP_SECONDS
+        return False
     except OSError:
-        return False  # no lock file: a directory being set up or torn down; nothing in it is needed
+        return False
 
 
 def _encode(row: Any) -> tuple[int, bytes]:
     if isinstance(row, MalformedRow):
-        return _MALFORMED, dumps([row.values, row.reason])
+        return _MALFORMED, orjson.dumps([row.values, row.reason])
     try:
-        return _JSON, dumps(row)
+        return _JSON, orjson.dumps(row)
     except TypeError:  # integers beyond 64 bits, nesting deeper than orjson goes: pickle keeps them exactly
         return _PICKLE, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
 

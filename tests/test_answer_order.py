@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import random
+import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -181,7 +183,12 @@ def test_sweep_removes_what_a_dead_process_left_and_keeps_a_live_spill(tmp_path:
     live.mkdir()
     other = tmp_path / "someone-elses"
     other.mkdir()
+    starting = tmp_path / "cdr-stream-spill-h-starting"  # made a moment ago, not locked yet
+    starting.mkdir()
+    unfinished = tmp_path / "cdr-stream-spill-h-unfinished"  # never locked, long ago
+    unfinished.mkdir()
+    os.utime(unfinished, (time.time() - 3600, time.time() - 3600))
     with open(live / "lock", "wb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        assert TempSpace(tmp_path).sweep() == [dead]
-    assert not dead.exists() and live.exists() and other.exists()
+        assert sorted(TempSpace(tmp_path).sweep()) == [dead, unfinished]
+    assert live.exists() and starting.exists() and other.exists()
