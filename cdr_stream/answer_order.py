@@ -22,7 +22,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -35,8 +35,8 @@ from cdr_stream.records import MalformedRow, usable_id
 
 #: Rows held in memory before the answer is spilled to disk (about 30 MB of parsed rows).
 MEMORY_ROWS: Final = 10_000
-#: Bytes of serialized rows sorted in memory and written as one run.
-RUN_BYTES: Final = 32 * 1024 * 1024
+#: Bytes of serialized rows sorted in memory and written as one run (about 25,000 rows).
+RUN_BYTES: Final = 16 * 1024 * 1024
 #: Runs merged at once; more are first merged down in passes (each open run holds a read buffer).
 FAN_IN: Final = 64
 DEFAULT_MAX_BYTES: Final = 4 * 1024**3
@@ -194,23 +194,21 @@ class _Spill:
         if not self._pending:
             return
         self._pending.sort(key=_key)  # stable: equal IDs keep the answer's order
-        self._write(b"".join(frame for _, frame in self._pending))
+        self._write([frame for _, frame in self._pending])
         self._rows += len(self._pending)
         self._pending, self._pending_bytes = [], 0
         if self._on_run is not None:
             self._on_run(self._rows, self._bytes)
 
-    def _write(self, data: bytes | Iterator[bytes]) -> None:
+    def _write(self, frames: Iterable[bytes]) -> None:
         self._written += 1
         path = self.directory / f"run-{self._written:06d}"
-        written = 0
         try:
-            with open(path, "wb") as run:
-                for piece in [data] if isinstance(data, bytes) else data:
-                    self._space.reserve(self._feed, len(piece))
-                    self._bytes += len(piece)
-                    written += len(piece)
-                    run.write(piece)
+            with open(path, "wb", buffering=_READ_BUFFER) as run:
+                for frame in frames:
+                    self._space.reserve(self._feed, len(frame))
+                    self._bytes += len(frame)
+                    run.write(frame)
         except OSError as exc:
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             what = "the disk behind tmp_dir is full" if full else "it cannot be written"
@@ -275,6 +273,11 @@ async def ordered_rows(
     try:
         async with aclosing(chunks):
             async for rows in chunks:
+                if spill is None and len(held) + len(rows) > memory_rows:
+                    spill = _Spill(space, feed, run_bytes=run_bytes, fan_in=fan_in, on_run=on_run)
+                    for key, row in held:
+                        spill.add(key, row)
+                    held = []
                 for row in rows:
                     row_id = usable_id(row)
                     if row_id is not None and row_id <= floor:
@@ -283,11 +286,6 @@ async def ordered_rows(
                         held.append((row_id or 0, row))
                     else:
                         spill.add(row_id or 0, row)
-                if spill is None and len(held) > memory_rows:
-                    spill = _Spill(space, feed, run_bytes=run_bytes, fan_in=fan_in, on_run=on_run)
-                    for key, row in held:
-                        spill.add(key, row)
-                    held = []
         if spill is None:
             held.sort(key=_key)
             keyed: Iterator[tuple[int, Any]] = iter(held)
