@@ -4,14 +4,19 @@ kill -9 while it is sorted on disk and while its chunks commit."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import orjson
 import pytest
+from aiohttp import web
 
 from cdr_stream.answer_order import TempSpace
 from cdr_stream.checker import IdRange
-from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.config import KafkaSettings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
@@ -99,3 +104,100 @@ async def test_kill_9_while_a_shuffled_answer_is_sorted_or_committed_loses_and_d
     assert result.missing_count == 0 and result.duplicate_count == 0
     assert not set(left) & set(spill_dirs(spill)), "the restart removed what the killed process left"
     assert f"feed {FEED}" in log.read_text()
+
+
+def php_row(record_id: int) -> dict[str, str]:
+    """A row as a PHP page over MySQL sends it: every value a string, all 26 fields."""
+    minute = record_id % 1440
+    return {
+        "ID": str(record_id),
+        "AccountCode": f"8123{record_id % 7:04d}",
+        "Direction": "outbound",
+        "CallType": "Local",
+        "BillDate": "2026-11-01",
+        "Date": "2026-11-20",
+        "Time": f"{minute // 60:02d}:{minute % 60:02d}:00",
+        "UTCDateTime": f"2026-11-19 {minute // 60:02d}:{minute % 60:02d}:00",
+        "UTCOffset": "13",
+        "AParty": "6491234567",
+        "BParty": f"649{record_id:07d}",
+        "BillNumber": "6491234567",
+        "Seconds": "60",
+        "NetworkSeconds": "55",
+        "ConnectSeconds": "3",
+        "Charge": "0.1150",
+        "ChargeExcl": "0.1000",
+        "FreeUnitsUsed": "0",
+        "TextDesc1": "Local call",
+        "TextDesc2": "",
+        "ReleaseCause": "0016",
+        "Status": "Ok",
+        "ServiceType": "Std",
+        "BillingGroup": "Default",
+        "CallingGroup": "Default",
+        "Profile": "Default",
+    }
+
+
+@asynccontextmanager
+async def shuffled_history_feed(records: int) -> AsyncIterator[tuple[str, list[int]]]:
+    """A feed of its own (not the simulator): the whole history after `fromid` in one answer, shuffled,
+    with `fromid` read as inclusive (as some deployments document it). Yields its URL and the fromids asked."""
+    asked: list[int] = []
+    body_of = {n: orjson.dumps(php_row(n)) for n in range(1, records + 1)}
+
+    async def billingfeed(request: web.Request) -> web.Response:
+        form = await request.post()
+        from_id = int(str(form["fromid"]))
+        asked.append(from_id)
+        ids = [n for n in body_of if n >= from_id]
+        random.Random(from_id).shuffle(ids)
+        return web.Response(body=b"[" + b",".join(body_of[n] for n in ids) + b"]", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/billingfeed.php", billingfeed)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/billingfeed.php", asked
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_feed_of_its_own_sending_a_shuffled_history_with_inclusive_fromid_is_published_exactly_once(
+    kafka: KafkaSettings, topics: TopicSettings, cleanup_topics: None, tmp_path: Path
+) -> None:
+    records = 25_000  # more than is sorted in memory
+    async with shuffled_history_feed(records) as (url, asked):
+        settings = parse_settings(
+            {
+                "feeds": [
+                    {
+                        "name": FEED,
+                        "url": url,
+                        "login": "81234567",
+                        "password": PASSWORD,
+                        "poll_interval_seconds": 0.2,
+                        "max_rows_per_transaction": 700,
+                    }
+                ],
+                "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "transactional_id_prefix": topics.events},
+                "topics": topics.model_dump(),
+                "http_port": 0,
+                "tmp_dir": str(tmp_path),
+            },
+            {},
+        )
+        connector = Connector(settings)
+        await connector.start()
+        try:
+            await wait_for(lambda: connector.pollers[0].last_id == records or connector.stopping, 180, "the offset")
+            await wait_for(lambda: len(asked) >= 3 or connector.stopping, 30, "two more polls")
+        finally:
+            await connector.stop()
+        await connector.wait()
+    assert asked[:2] == [0, records], "the whole history in one answer, then only the inclusive re-send"
+    result = await assert_clean(kafka, topics, IdRange(1, records))
+    assert result.events == records and result.dead_letters == 0
