@@ -246,8 +246,9 @@ def deciding_fields_valid(row: Any) -> bool:
     if expected_id(row) is None:
         return False
     account = row.get("AccountCode")
+    # A number must be whole: JSON Schema's integer, which a float with no fraction (1.0) also is.
     if not (isinstance(account, str) and account.strip()) and not (
-        isinstance(account, int) and not isinstance(account, bool)
+        _is_number(account) and float(account).is_integer()
     ):
         return False
     for name in ("Charge", "ChargeExcl"):
