@@ -247,9 +247,7 @@ def deciding_fields_valid(row: Any) -> bool:
         return False
     account = row.get("AccountCode")
     # A number must be whole: JSON Schema's integer, which a float with no fraction (1.0) also is.
-    if not (isinstance(account, str) and account.strip()) and not (
-        _is_number(account) and float(account).is_integer()
-    ):
+    if not (isinstance(account, str) and account.strip()) and not (_is_number(account) and float(account).is_integer()):
         return False
     for name in ("Charge", "ChargeExcl"):
         amount = row.get(name)
