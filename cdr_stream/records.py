@@ -261,15 +261,18 @@ def _integer(value: Any) -> int | None:
 
 def _number(value: Any) -> int | float | None:
     """A count that may have a fraction (free units can be part minutes): an int when whole."""
+    if value.__class__ is int and INT64_MIN <= value <= INT64_MAX:
+        return value  # nearly every row: JSON's 0
     if value is None:
         return None
     number: int | float | Decimal = value
     if isinstance(value, str):
         text = value.strip(_SPACE)
+        if text.isdigit():
+            return int(text)  # at most 18 digits (the row schema): within 64 bits
         if not text:
             return None
-        # Decimal, not float: a whole count of 18 digits stays exact.
-        number = int(text) if text.isdigit() else Decimal(text)
+        number = Decimal(text)  # not float: a whole count of 18 digits stays exact
     if number == int(number):
         whole = int(number)
         if not INT64_MIN <= whole <= INT64_MAX:
