@@ -243,6 +243,8 @@ def _integer(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, str):
+        if value.isdigit():
+            return int(value)  # the common case; at most 18 digits (the row schema): within 64 bits
         text = value.strip(_SPACE)
         if not text:
             return None
@@ -261,8 +263,6 @@ def _integer(value: Any) -> int | None:
 
 def _number(value: Any) -> int | float | None:
     """A count that may have a fraction (free units can be part minutes): an int when whole."""
-    if value.__class__ is int and INT64_MIN <= value <= INT64_MAX:
-        return value  # nearly every row: JSON's 0
     if value is None:
         return None
     number: int | float | Decimal = value
@@ -373,9 +373,14 @@ _CONVERTERS: Final[dict[str, Converter]] = {
     "Date": _date,
     "Time": _time,
     "UTCOffset": _offset_hours,
-    "FreeUnitsUsed": _number,
 }
-_INTEGER_FIELDS: Final = tuple((name, FEED_TO_EVENT[name]) for name in ("Seconds", "NetworkSeconds", "ConnectSeconds"))
+# Counts: nearly every value is a JSON int, published as it is; the others go through the converter.
+_COUNT_FIELDS: Final[tuple[tuple[str, str, Converter], ...]] = (
+    ("Seconds", "seconds", _integer),
+    ("NetworkSeconds", "network_seconds", _integer),
+    ("ConnectSeconds", "connect_seconds", _integer),
+    ("FreeUnitsUsed", "free_units_used", _number),
+)
 _CONVERTED_FIELDS: Final = tuple((name, FEED_TO_EVENT[name], conv) for name, conv in _CONVERTERS.items())
 _MONEY_FIELDS: Final = (("Charge", "charge"), ("ChargeExcl", "charge_excl"))
 # AccountCode is text; ID comes from usable_id(); UTCDateTime gives the timestamp too.
@@ -383,7 +388,7 @@ _TEXT_FIELDS: Final = tuple(
     (name, event_name)
     for name, event_name in FEED_TO_EVENT.items()
     if name not in _CONVERTERS
-    and name not in dict(_INTEGER_FIELDS)
+    and name not in {count[0] for count in _COUNT_FIELDS}
     and name not in dict(_MONEY_FIELDS)
     and name not in ("ID", "UTCDateTime")
 )
@@ -481,13 +486,13 @@ class RecordProcessor:
             return Rejection(
                 RULE_INVALID_VALUE, "AccountCode", f"AccountCode: {_short(get('AccountCode'))}: blank once stripped"
             )
-        for feed_name, event_name in _INTEGER_FIELDS:
+        for feed_name, event_name, convert in _COUNT_FIELDS:
             value = get(feed_name)
             if value.__class__ is int and INT64_MIN <= value <= INT64_MAX:
                 event[event_name] = value
                 continue
             try:
-                event[event_name] = _integer(value)
+                event[event_name] = convert(value)
             except _UNREADABLE_ERRORS:
                 unreadable = _noted(unreadable, feed_name)
         for feed_name, event_name, convert in _CONVERTED_FIELDS:
