@@ -1,4 +1,5 @@
-"""The 26 fields of a billing feed row, in the provider's order, and their event names."""
+"""The 26 fields of a billing feed row, in the provider's order, their event names, and which of them decide
+whether a row is published."""
 
 from __future__ import annotations
 
@@ -35,3 +36,10 @@ FEED_TO_EVENT: Final[dict[str, str]] = {
 }
 
 FEED_FIELDS: Final[tuple[str, ...]] = tuple(FEED_TO_EVENT)
+
+#: The fields that key, order and price a record. They alone decide whether a row is published: a row
+#: whose five are valid is a billing record. They are the row schema's required fields.
+DECIDING_FIELDS: Final[tuple[str, ...]] = ("ID", "AccountCode", "UTCDateTime", "Charge", "ChargeExcl")
+
+#: The other 21 fields: a value of one that cannot be read is published as null and reported.
+DESCRIPTIVE_FIELDS: Final[tuple[str, ...]] = tuple(name for name in FEED_FIELDS if name not in DECIDING_FIELDS)

@@ -1,7 +1,7 @@
 """Prometheus metrics: a PollObserver that keeps the `cdr_stream_*` series, in a registry of its own.
 
-Every series exists from start-up (at 0), one `feed` label value per configured feed, and the `reason`
-and `rule` labels come from closed sets, so the number of series is fixed by the configuration.
+Every series exists from start-up (at 0), one `feed` label value per configured feed, and the `reason`,
+`rule` and `field` labels come from closed sets, so the number of series is fixed by the configuration.
 """
 
 from __future__ import annotations
@@ -20,6 +20,15 @@ from cdr_stream.answer_order import TempSpace
 from cdr_stream.cdr_files import CHANGED, RENAMED, SHRUNK
 from cdr_stream.health import FeedHealth
 from cdr_stream.poller import PageReport
+from cdr_stream.records import (
+    RULE_INVALID_FIELD,
+    RULE_INVALID_VALUE,
+    RULE_MALFORMED_ROW,
+    RULE_MISSING_FIELD,
+    RULE_NOT_AN_OBJECT,
+    RULE_TOO_LARGE,
+    UNREADABLE_LABELS,
+)
 
 #: Why a poll failed: the feed's answers (feed.py, parse.py, textparse.py, sftp.py) and the Kafka side
 #: (poller.py). tests/test_metrics.py checks that every reason raised in the package is listed here.
@@ -48,17 +57,18 @@ FAILURE_REASONS: Final = (
     "kafka",
     "other",
 )
-#: Why a row was dead-lettered (records.py).
+#: Why a row was dead-lettered (records.py). tests/test_metrics.py checks that every rule is listed.
 DEAD_LETTER_RULES: Final = (
-    "missing_field",
-    "invalid_field",
-    "invalid_value",
-    "pointer_row",
-    "not_an_object",
-    "malformed_row",
-    "too_large",
+    RULE_MISSING_FIELD,
+    RULE_INVALID_FIELD,
+    RULE_INVALID_VALUE,
+    RULE_NOT_AN_OBJECT,
+    RULE_MALFORMED_ROW,
+    RULE_TOO_LARGE,
     "other",
 )
+#: Which value was published as null because it could not be read: a descriptive field, or `extra`.
+UNREADABLE_FIELDS: Final = (*UNREADABLE_LABELS, "other")
 DROP_REASONS: Final = ("already_seen", "duplicate_in_answer")
 #: Why a file source skipped a file (cdr_files.py).
 FILE_ANOMALIES: Final = (CHANGED, SHRUNK, RENAMED, "other")
@@ -169,6 +179,12 @@ class ConnectorMetrics:
         self.ready = Gauge(
             "cdr_stream_ready", "1 when the feed has loaded its offset and started its producer.", ["feed"], registry=r
         )
+        self.unreadable = Counter(
+            "cdr_stream_unreadable_fields",
+            "Values of published records that could not be read: published as null, the raw value in the event.",
+            ["feed", "field"],
+            registry=r,
+        )
         self.file_anomalies = Counter(
             "cdr_stream_file_anomalies",
             "Files an SFTP feed did not publish (again) because they changed, shrank or were renamed after commit.",
@@ -208,6 +224,8 @@ class ConnectorMetrics:
             self.dead_lettered.labels(feed, rule)
         for reason in DROP_REASONS:
             self.dropped.labels(feed, reason)
+        for name in UNREADABLE_FIELDS:
+            self.unreadable.labels(feed, name)
         for reason in FILE_ANOMALIES:
             self.file_anomalies.labels(feed, reason)
 
@@ -223,6 +241,8 @@ class ConnectorMetrics:
         self.published.labels(feed).inc(page.events)
         for rule, count in page.dead_letter_rules.items():
             self.dead_lettered.labels(feed, _bounded(rule, DEAD_LETTER_RULES)).inc(count)
+        for name, count in page.unreadable_fields.items():
+            self.unreadable.labels(feed, _bounded(name, UNREADABLE_FIELDS)).inc(count)
         self.dropped.labels(feed, "already_seen").inc(page.dropped_seen)
         self.dropped.labels(feed, "duplicate_in_answer").inc(page.dropped_duplicate)
         self.last_committed_id.labels(feed).set(page.last_id)

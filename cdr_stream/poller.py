@@ -52,6 +52,8 @@ class PageReport:
     dropped_duplicate: int
     dead_letter_rules: Counter[str] = field(default_factory=Counter)
     newest_call_ms: int | None = None
+    #: Values published as null because they could not be read, by field.
+    unreadable_fields: Counter[str] = field(default_factory=Counter)
     commit_seconds: float = 0.0
     #: False when nothing needed a transaction (every row was already delivered).
     committed: bool = True
@@ -290,6 +292,7 @@ class FeedPoller:
                 dropped_duplicate=chunk.dropped_duplicate,
                 dead_letter_rules=Counter(letter.rule for letter in chunk.dead_letters),
                 newest_call_ms=max((event.timestamp_ms for event in chunk.events), default=None),
+                unreadable_fields=chunk.unreadable_fields,
                 commit_seconds=seconds,
                 committed=committed,
             ),

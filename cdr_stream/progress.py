@@ -23,6 +23,7 @@ class FeedTotals:
     published: int = 0
     dead_lettered: int = 0
     dropped: int = 0
+    unreadable: int = 0
     errors: int = 0
     file_anomalies: int = 0
     last_id: int | None = None
@@ -42,14 +43,17 @@ class ProgressLog:
         totals.published += page.events
         totals.dead_lettered += page.dead_letters
         totals.dropped += page.dropped_seen + page.dropped_duplicate
+        unreadable = page.unreadable_fields.total()
+        totals.unreadable += unreadable
         totals.last_id = page.last_id
         log.info(
-            "feed %s committed IDs %d..%d: %d published, %d dead-lettered, %d dropped in %.3f s | totals: "
-            "%d pages, %d published, %d dead-lettered, %d dropped, %d errors, last ID %d",
+            "feed %s committed IDs %d..%d: %d published (%d unreadable values), %d dead-lettered, %d dropped "
+            "in %.3f s | totals: %d pages, %d published, %d dead-lettered, %d dropped, %d errors, last ID %d",
             feed,
             page.from_id + 1,
             page.last_id,
             page.events,
+            unreadable,
             page.dead_letters,
             page.dropped_seen + page.dropped_duplicate,
             page.commit_seconds,
@@ -65,6 +69,7 @@ class ProgressLog:
                 "last_id": page.last_id,
                 "published": page.events,
                 "dead_lettered": page.dead_letters,
+                "unreadable_values": unreadable,
                 "dropped": page.dropped_seen + page.dropped_duplicate,
                 "commit_seconds": round(page.commit_seconds, 4),
             },

@@ -1,12 +1,17 @@
 """Record logic: validate a feed row against the row schema and normalize it into an event.
 
-Everything here is pure (no I/O) so it is cheap to test and to fuzz. The hot path is
-`RecordProcessor.process_chunk`, called once per chunk of rows.
+Only the five deciding fields (ID, AccountCode, UTCDateTime, Charge, ChargeExcl) can make a row a dead
+letter. A descriptive field whose value cannot be read is published as null, and the event names it with
+its raw value under `unreadable`. Everything here is pure (no I/O) so it is cheap to test and to fuzz.
+The hot path is `RecordProcessor.process_chunk`, called once per chunk of rows: a row that matches the
+whole row schema (nearly every row) costs one schema check, and only the others are looked at field by
+field.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -19,9 +24,9 @@ from typing import Any, Final, NamedTuple
 import jsonschema_rs
 import orjson
 
-from cdr_stream.fields import FEED_TO_EVENT
+from cdr_stream.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS, FEED_TO_EVENT
 
-EVENT_SCHEMA_VERSION: Final = 1
+EVENT_SCHEMA_VERSION: Final = 2
 ROW_SCHEMA_FILE: Final = "feed-row.schema.json"
 EVENT_SCHEMA_FILE: Final = f"cdr-event.v{EVENT_SCHEMA_VERSION}.schema.json"
 # Counts are 64-bit signed in every consumer language that matters (Java long, Avro long).
@@ -45,7 +50,6 @@ HEADER_REPLAY: Final = "cdr-replay"
 RULE_NOT_AN_OBJECT: Final = "not_an_object"
 RULE_MISSING_FIELD: Final = "missing_field"
 RULE_INVALID_FIELD: Final = "invalid_field"
-RULE_POINTER_ROW: Final = "pointer_row"
 RULE_INVALID_VALUE: Final = "invalid_value"
 RULE_MALFORMED_ROW: Final = "malformed_row"
 RULE_TOO_LARGE: Final = "too_large"
@@ -56,6 +60,17 @@ MAX_EVENT_BYTES: Final = 256 * 1024
 #: A dead letter carries at most this much of the raw row (as JSON text), so it always fits too.
 MAX_RAW_BYTES: Final = 64 * 1024
 _MAX_KEY_BYTES: Final = 1024
+
+#: What the `unreadable` metric counts an extra column (one beyond the 26 known fields) under.
+UNREADABLE_EXTRA: Final = "extra"
+#: The label values of unreadable values: the 21 descriptive fields, and extra columns.
+UNREADABLE_LABELS: Final = (*DESCRIPTIVE_FIELDS, UNREADABLE_EXTRA)
+#: Whitespace around a number or an ID that is read past (PHP's trim() set, less NUL and vertical tab).
+_SPACE: Final = " \t\r\n"
+#: MySQL's unset DATE and DATETIME: an empty date.
+_ZERO_DATES: Final = frozenset(("0000-00-00", "0000-00-00 00:00:00"))
+# What a converter raises for a value it cannot read; RecursionError: the text of a column nested ~1000 deep.
+_UNREADABLE_ERRORS: Final = (ValueError, TypeError, OverflowError, RecursionError)
 
 
 def _schema_dir() -> Path:
@@ -79,6 +94,8 @@ class Event(NamedTuple):
     key: bytes
     timestamp_ms: int
     value: bytes
+    #: The labels (UNREADABLE_LABELS) of the values published as null because they could not be read.
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +137,13 @@ class ProcessedChunk:
     dropped_seen: int = 0
     #: Rows that repeated an ID already in this chunk.
     dropped_duplicate: int = 0
+    #: Values published as null because they could not be read, by field (UNREADABLE_LABELS).
+    unreadable_fields: Counter[str] = field(default_factory=Counter)
+
+
+#: What a row's check finds when every field matches its rule.
+ALL_READABLE: Final[tuple[str, ...]] = ()
+_DECIDING: Final = frozenset(DECIDING_FIELDS)
 
 
 class RowValidator:
@@ -129,16 +153,24 @@ class RowValidator:
         self._schema = load_schema(ROW_SCHEMA_FILE)
         self._validator = jsonschema_rs.validator_for(self._schema)
 
-    def check(self, row: dict[str, Any]) -> Rejection | None:
+    def check(self, row: dict[str, Any]) -> Rejection | tuple[str, ...]:
+        """Why the row cannot be published (a deciding field breaks its rule); else the descriptive
+        fields whose value breaks theirs, in feed order (ALL_READABLE for nearly every row)."""
         if self._validator.is_valid(row):
-            return None
+            return ALL_READABLE
         try:
-            error = next(iter(self._validator.iter_errors(row)))
+            errors = list(self._validator.iter_errors(row))
         except ValueError:
             # It reports on nothing nested 255 levels or more ("Recursion limit reached"). Cut the deep
             # parts to text: any field that held them stays invalid, any extra column stays valid.
-            error = next(iter(self._validator.iter_errors(_encodable(row))))
-        return self._explain(error)
+            errors = list(self._validator.iter_errors(_encodable(row)))
+        odd = set()
+        for error in errors:
+            path = list(error.instance_path)
+            if not path or path[0] in _DECIDING:  # [] is the row itself: a required field is missing
+                return self._explain(error)
+            odd.add(path[0])
+        return tuple(name for name in FEED_FIELDS if name in odd)
 
     def _explain(self, error: Any) -> Rejection:
         path = list(error.instance_path)
@@ -208,22 +240,54 @@ def _lower_text(value: Any) -> str | None:
 
 
 def _integer(value: Any) -> int | None:
-    if value is None or value == "":
+    if value is None:
         return None
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError(f"{value!r} is not a whole number")
-    number = int(value)
+    if isinstance(value, str):
+        if value.isdigit():
+            return int(value)  # the common case; at most 18 digits (the row schema): within 64 bits
+        text = value.strip(_SPACE)
+        if not text:
+            return None
+        # "60.0": how PHP writes a whole float (the row schema allows only zeros after the point).
+        number = int(text.partition(".")[0])
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number")
+        number = int(value)
+    else:
+        number = int(value)
     if not INT64_MIN <= number <= INT64_MAX:
         raise ValueError(f"{number} does not fit in 64 bits")
     return number
 
 
+def _number(value: Any) -> int | float | None:
+    """A count that may have a fraction (free units can be part minutes): an int when whole."""
+    if value is None:
+        return None
+    number: int | float | Decimal = value
+    if isinstance(value, str):
+        text = value.strip(_SPACE)
+        if text.isdigit():
+            return int(text)  # at most 18 digits (the row schema): within 64 bits
+        if not text:
+            return None
+        number = Decimal(text)  # not float: a whole count of 18 digits stays exact
+    if number == int(number):
+        whole = int(number)
+        if not INT64_MIN <= whole <= INT64_MAX:
+            raise ValueError(f"{whole} does not fit in 64 bits")
+        return whole
+    fraction = float(number)
+    return int(fraction) if fraction.is_integer() else fraction  # "131072.00000000001" is 131072 as a double
+
+
 def _decimal_text(value: Any) -> str:
-    """An exact, canonical decimal string: no exponent, no trailing fractional zeros."""
+    """An exact, canonical decimal string: no exponent, no trailing fractional zeros; the sign kept."""
     if isinstance(value, bool):
         raise ValueError("a boolean is not an amount")
     # repr of a float is the shortest text that reads back to it, i.e. the digits the feed sent.
-    text = repr(value) if isinstance(value, float) else str(value).strip()
+    text = repr(value) if isinstance(value, float) else str(value).strip(_SPACE)
     if "e" in text or "E" in text or text.startswith("+"):
         try:
             text = format(Decimal(text), "f")
@@ -237,9 +301,23 @@ def _decimal_text(value: Any) -> str:
 
 
 def _offset_hours(value: Any) -> int | float | None:
-    if value is None or value == "":
+    """Hours from UTC, as a number or as the feed writes them: "12.75", "+13", "13:00", "+12:45"."""
+    if value is None:
         return None
-    number = float(value)
+    if isinstance(value, str):
+        text = value.strip(_SPACE)
+        if not text:
+            return None
+        hours, colon, minutes = text.partition(":")
+        if colon:
+            if int(minutes) >= 60:
+                raise ValueError(f"{minutes} is not a number of minutes")
+            sign = -1 if hours.startswith("-") else 1
+            number = sign * (abs(int(hours)) * 60 + int(minutes)) / 60
+        else:
+            number = float(hours)
+    else:
+        number = float(value)
     if not -24 < number < 24:  # what a time zone can be (and what Python's timezone accepts)
         raise ValueError(f"{number:g} hours is not a UTC offset")
     return int(number) if number.is_integer() else number
@@ -248,7 +326,12 @@ def _offset_hours(value: Any) -> int | float | None:
 def _date(value: Any) -> str | None:
     if not value:
         return None
-    return date.fromisoformat(value).isoformat()  # also rejects 2024-02-31
+    try:
+        return date.fromisoformat(value).isoformat()  # also rejects 2024-02-31
+    except ValueError:
+        if value in _ZERO_DATES:
+            return None
+        raise
 
 
 def _time(value: Any) -> str | None:
@@ -283,27 +366,34 @@ def utc_moment_and_text(value: str) -> tuple[datetime, str]:
     return moment, rfc3339(moment)
 
 
-# Fields that need more than "text or None"; UTCDateTime is handled on its own (it gives the timestamp).
+# Descriptive fields that need more than "text or None"; a value one cannot read is published as null.
 _CONVERTERS: Final[dict[str, Converter]] = {
     "Direction": _lower_text,
     "BillDate": _date,
     "Date": _date,
     "Time": _time,
     "UTCOffset": _offset_hours,
-    "Charge": _decimal_text,
-    "ChargeExcl": _decimal_text,
 }
-_INTEGER_FIELDS: Final = tuple(
-    (name, FEED_TO_EVENT[name]) for name in ("Seconds", "NetworkSeconds", "ConnectSeconds", "FreeUnitsUsed")
+# Counts: nearly every value is a JSON int, published as it is; the others go through the converter.
+_COUNT_FIELDS: Final[tuple[tuple[str, str, Converter], ...]] = (
+    ("Seconds", "seconds", _integer),
+    ("NetworkSeconds", "network_seconds", _integer),
+    ("ConnectSeconds", "connect_seconds", _integer),
+    ("FreeUnitsUsed", "free_units_used", _number),
 )
 _CONVERTED_FIELDS: Final = tuple((name, FEED_TO_EVENT[name], conv) for name, conv in _CONVERTERS.items())
-# ID comes from usable_id(); UTCDateTime gives the timestamp too.
+_MONEY_FIELDS: Final = (("Charge", "charge"), ("ChargeExcl", "charge_excl"))
+# AccountCode is text; ID comes from usable_id(); UTCDateTime gives the timestamp too.
 _TEXT_FIELDS: Final = tuple(
     (name, event_name)
     for name, event_name in FEED_TO_EVENT.items()
-    if name not in _CONVERTERS and name not in dict(_INTEGER_FIELDS) and name not in ("ID", "UTCDateTime")
+    if name not in _CONVERTERS
+    and name not in {count[0] for count in _COUNT_FIELDS}
+    and name not in dict(_MONEY_FIELDS)
+    and name not in ("ID", "UTCDateTime")
 )
 _KNOWN_FIELDS: Final = frozenset(FEED_TO_EVENT)
+_FIELD_ORDER: Final = {name: index for index, name in enumerate(FEED_FIELDS)}
 # Copying a template keeps the published keys in contract order whatever order they are filled in.
 _EVENT_TEMPLATE: Final[dict[str, Any]] = dict.fromkeys(
     ("schema_version", "feed", *(FEED_TO_EVENT[name] for name in FEED_TO_EVENT))
@@ -317,10 +407,13 @@ def usable_id(row: Any) -> int | None:
     value = row.get("ID")
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value > 0 else None
-    # isascii: str.isdigit() is also true for "²" and "١٢", which int() refuses or reads as a number.
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        number = int(value)
-        return number if number > 0 else None
+    if isinstance(value, str):
+        if not value.isdigit():
+            value = value.strip(_SPACE)  # a fixed-width export pads its numbers
+        # isascii: str.isdigit() is also true for "²" and "١٢", which int() refuses or reads as a number.
+        if value.isascii() and value.isdigit() and len(value) <= 18:
+            number = int(value)
+            return number if number > 0 else None
     return None
 
 
@@ -360,6 +453,8 @@ class RecordProcessor:
             outcome = self.normalize(row_id, row, latest)
             if isinstance(outcome, Event):
                 out.events.append(outcome)
+                if outcome.unreadable:
+                    out.unreadable_fields.update(outcome.unreadable)
             else:
                 out.dead_letters.append(self._dead_letter(row_id, row, outcome))
         if keyed:
@@ -368,9 +463,15 @@ class RecordProcessor:
 
     def normalize(self, row_id: int, row: dict[str, Any], latest: datetime | None = None) -> Event | Rejection:
         """The row's event, or why it cannot be one; a call after `latest` (a UTC moment) is refused."""
-        rejection = self._validator.check(row)
-        if rejection is not None:
-            return rejection
+        odd = self._validator.check(row)
+        if isinstance(odd, Rejection):
+            return odd
+        # The fields whose value could not be read; None while there are none (nearly always).
+        unreadable: list[str] | None = None
+        sent = row
+        if odd:  # descriptive fields that break their rule are read as empty
+            unreadable = list(odd)
+            row = {**row, **dict.fromkeys(odd)}
         event = _EVENT_TEMPLATE.copy()
         event["schema_version"] = EVENT_SCHEMA_VERSION
         event["feed"] = self.feed
@@ -385,18 +486,25 @@ class RecordProcessor:
             return Rejection(
                 RULE_INVALID_VALUE, "AccountCode", f"AccountCode: {_short(get('AccountCode'))}: blank once stripped"
             )
-        if event["a_party"] is None and event["b_party"] is None:
-            return Rejection(
-                RULE_POINTER_ROW, None, "pointer row: no AParty and no BParty; it only marks where data continues"
-            )
+        for feed_name, event_name, convert in _COUNT_FIELDS:
+            value = get(feed_name)
+            if value.__class__ is int and INT64_MIN <= value <= INT64_MAX:
+                event[event_name] = value
+                continue
+            try:
+                event[event_name] = convert(value)
+            except _UNREADABLE_ERRORS:
+                unreadable = _noted(unreadable, feed_name)
+        for feed_name, event_name, convert in _CONVERTED_FIELDS:
+            value = get(feed_name)
+            try:
+                event[event_name] = convert(value)
+            except _UNREADABLE_ERRORS:
+                unreadable = _noted(unreadable, feed_name)
         feed_name = ""
         try:
-            for feed_name, event_name in _INTEGER_FIELDS:
-                value = get(feed_name)
-                fits = value.__class__ is int and INT64_MIN <= value <= INT64_MAX
-                event[event_name] = value if fits else _integer(value)
-            for feed_name, event_name, convert in _CONVERTED_FIELDS:
-                event[event_name] = convert(get(feed_name))
+            for feed_name, event_name in _MONEY_FIELDS:
+                event[event_name] = _decimal_text(get(feed_name))
             feed_name = "UTCDateTime"
             moment, event["utc_datetime"] = utc_moment_and_text(row["UTCDateTime"])
             if latest is not None and moment > latest:
@@ -404,20 +512,29 @@ class RecordProcessor:
                     f"{rfc3339(moment)} is more than {FUTURE_TOLERANCE.seconds // 60} minutes ahead of this "
                     "host's clock (Kafka refuses such a timestamp)"
                 )
-            if not row.keys() <= _KNOWN_FIELDS:
-                extra = {}
-                for feed_name, value in row.items():
-                    if feed_name not in _KNOWN_FIELDS:
-                        extra[feed_name] = _text(value)
-                event["extra"] = extra
-        # RecursionError: the text of an extra column nested about 1000 levels deep.
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        except _UNREADABLE_ERRORS as exc:
             return Rejection(RULE_INVALID_VALUE, feed_name, f"{feed_name}: {_short(get(feed_name))}: {exc}")
+        if not row.keys() <= _KNOWN_FIELDS:
+            extra = event["extra"] = {}
+            for feed_name, value in row.items():
+                if feed_name not in _KNOWN_FIELDS:
+                    try:
+                        extra[feed_name] = _text(value)
+                    except _UNREADABLE_ERRORS:
+                        extra[feed_name] = None
+                        unreadable = _noted(unreadable, feed_name)
+        labels = ALL_READABLE
+        if unreadable:
+            # Each raw value as sent (what orjson cannot encode cut to text), in feed order.
+            names = sorted(unreadable, key=lambda name: _FIELD_ORDER.get(name, len(_FIELD_ORDER)))
+            event["unreadable"] = {name: _encodable(sent[name]) for name in names}
+            labels = tuple(name if name in _KNOWN_FIELDS else UNREADABLE_EXTRA for name in names)
         key, value = event["account_code"].encode(), dumps(event)
         if len(key) + len(value) > MAX_EVENT_BYTES:
             return _too_large(row, len(key) + len(value))
         # Exact: a float timestamp can be 1 ms short.
-        return Event(id=row_id, key=key, timestamp_ms=(moment - _EPOCH) // _MILLISECOND, value=value)
+        timestamp_ms = (moment - _EPOCH) // _MILLISECOND
+        return Event(id=row_id, key=key, timestamp_ms=timestamp_ms, value=value, unreadable=labels)
 
     def _reject_unkeyed(self, row: Any) -> Rejection:
         if isinstance(row, MalformedRow):
@@ -425,7 +542,7 @@ class RecordProcessor:
         if not isinstance(row, dict):
             return Rejection(RULE_NOT_AN_OBJECT, None, f"row is not a JSON object: {_short(row)}")
         found = self._validator.check(row)
-        if found is not None and found.field == "ID":
+        if isinstance(found, Rejection) and found.field == "ID":
             return found
         return Rejection(RULE_INVALID_FIELD, "ID", f"ID: {_short(row.get('ID'))} is not a positive whole number")
 
@@ -477,3 +594,11 @@ def _too_large(row: dict[str, Any], size: int) -> Rejection:
 
 def _first(item: tuple[int, Any]) -> int:
     return item[0]
+
+
+def _noted(unreadable: list[str] | None, name: str) -> list[str]:
+    """`unreadable` (made on the first unreadable value) with `name` added."""
+    if unreadable is None:
+        return [name]
+    unreadable.append(name)
+    return unreadable

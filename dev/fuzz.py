@@ -61,6 +61,11 @@ def checks(tally: properties.Tally) -> list[tuple[str, st.SearchStrategy[Any], C
             lambda drawn: properties.check_valid_row_fields(*drawn, tally),
         ),
         (
+            "numbers as strings",
+            strategies.plain_rows,
+            lambda row: properties.check_strings_read_as_numbers(row, tally),
+        ),
+        (
             "valid rows",
             st.tuples(strategies.valid_row_lists, strategies.floors),
             lambda drawn: properties.check_valid_rows(*drawn, tally),

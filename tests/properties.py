@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from itertools import cycle
 from typing import Any, Final, TypeVar
@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 import jsonschema_rs
 import orjson
 
-from cdr_stream.fields import FEED_TO_EVENT
+from cdr_stream.fields import DESCRIPTIVE_FIELDS, FEED_TO_EVENT
 from cdr_stream.parse import AnswerFormatError, json_row_chunks
 from cdr_stream.records import (
     EVENT_SCHEMA_FILE,
@@ -29,7 +29,6 @@ from cdr_stream.records import (
     RULE_INVALID_VALUE,
     RULE_MISSING_FIELD,
     RULE_NOT_AN_OBJECT,
-    RULE_POINTER_ROW,
     Event,
     ProcessedChunk,
     RecordProcessor,
@@ -39,14 +38,24 @@ from tests.strategies import BOM, INT64_MAX, INT64_MIN, Body, UtcText
 
 T = TypeVar("T")
 FEED: Final = "fuzz"
-RULES: Final = frozenset(
-    {RULE_NOT_AN_OBJECT, RULE_MISSING_FIELD, RULE_INVALID_FIELD, RULE_POINTER_ROW, RULE_INVALID_VALUE}
-)
+RULES: Final = frozenset({RULE_NOT_AN_OBJECT, RULE_MISSING_FIELD, RULE_INVALID_FIELD, RULE_INVALID_VALUE})
 ANSWER_REASONS: Final = frozenset({"not_json_array", "invalid_json"})
 DEAD_LETTER_KEYS: Final = frozenset({"feed", "id", "rule", "field", "reason", "raw", "rejected_at"})
 #: Below orjson's dumps limit (254): such a value can be compared and re-encoded as is.
 COMPARABLE_DEPTH: Final = 200
 _MONEY: Final = re.compile(r"-?[0-9]+(\.[0-9]*[1-9])?")
+# The forms the README lists for the feed's values; spaces are those PHP's trim() removes, less NUL and \v.
+_SPACE: Final = "[ \t\r\n]*"
+_WHOLE_TEXT: Final = re.compile(f"{_SPACE}([-+]?[0-9]{{1,18}})(?:\\.0+)?{_SPACE}")
+_NUMBER_TEXT: Final = re.compile(f"{_SPACE}([-+]?[0-9]{{1,15}}(?:\\.[0-9]{{1,12}})?){_SPACE}")
+_UNITS_TEXT: Final = re.compile(f"{_SPACE}([-+]?[0-9]{{1,18}}(?:\\.[0-9]{{1,12}})?){_SPACE}")
+_OFFSET_TEXT: Final = re.compile(f"{_SPACE}([-+]?)([0-9]{{1,2}})(?:(\\.[0-9]{{1,12}})|:([0-9]{{2}}))?{_SPACE}")
+_DATE_TEXT: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_TIME_TEXT: Final = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
+_UTC_TEXT: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+)
+_ZERO_DATES: Final = ("0000-00-00", "0000-00-00 00:00:00")
 # An integer literal that may not fit in 64 bits, and nesting past orjson's loads limit: the two known
 # places where the parse paths part ways (see docs/reliability.md).
 _LONG_INTEGER: Final = re.compile(rb"[0-9]{19,}")
@@ -96,14 +105,15 @@ def depth(value: Any) -> int:
 
 
 def expected_id(row: Any) -> int | None:
-    """The README's usable ID: a positive whole number, as a JSON integer or a string of 1-18 ASCII digits."""
+    """The README's usable ID: a positive whole number, as a JSON integer or a string of 1-18 ASCII digits
+    (spaces, tabs and line ends around them allowed)."""
     if not isinstance(row, dict):
         return None
     value = row.get("ID")
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value > 0 else None
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value):
-        return int(value) or None
+    if isinstance(value, str) and (found := re.fullmatch(f"{_SPACE}([0-9]{{1,18}}){_SPACE}", value)):
+        return int(found[1]) or None
     return None
 
 
@@ -117,6 +127,140 @@ def expected_text(value: Any) -> str | None:
 
 def amount_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value).strip()
+
+
+class Unreadable(Exception):
+    """A descriptive value the README says cannot be read: the event has null and the raw value."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and re.fullmatch(_SPACE, value) is not None)
+
+
+def _in_int64(number: int) -> int:
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise Unreadable
+    return number
+
+
+def read_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str) and not _is_number(value):
+        raise Unreadable
+    return expected_text(value)
+
+
+def read_direction(value: Any) -> str | None:
+    text = read_text(value)
+    return text.lower() if text else None
+
+
+def read_whole(value: Any) -> int | None:
+    """Seconds, NetworkSeconds, ConnectSeconds: a whole number, also written "60.0"."""
+    if _blank(value):
+        return None
+    if isinstance(value, str) and (found := _WHOLE_TEXT.fullmatch(value)):
+        return _in_int64(int(found[1]))
+    if _is_number(value) and float(value).is_integer():
+        return _in_int64(int(value))
+    raise Unreadable
+
+
+def read_units(value: Any) -> int | float | None:
+    """FreeUnitsUsed: a number, whole ones as integers."""
+    if _blank(value):
+        return None
+    if isinstance(value, str) and (found := _UNITS_TEXT.fullmatch(value)):
+        value = Decimal(found[1])
+    elif not _is_number(value):
+        raise Unreadable
+    if isinstance(value, int) or value == int(value):
+        return _in_int64(int(value))
+    return float(value)
+
+
+def read_offset(value: Any) -> int | float | None:
+    """UTCOffset: hours, also "+13", "13:00", "+12:45"."""
+    if _blank(value):
+        return None
+    if isinstance(value, str) and (found := _OFFSET_TEXT.fullmatch(value)):
+        sign, hours, fraction, minutes = found.groups()
+        if minutes is None:
+            hours_read = float(sign + hours + (fraction or ""))
+        elif int(minutes) < 60:
+            hours_read = (int(hours) * 60 + int(minutes)) / 60 * (-1 if sign == "-" else 1)
+        else:
+            raise Unreadable
+    elif _is_number(value):
+        hours_read = float(value)
+    else:
+        raise Unreadable
+    if not -24 < hours_read < 24:
+        raise Unreadable
+    return hours_read
+
+
+def read_date(value: Any) -> str | None:
+    """BillDate, Date: YYYY-MM-DD; empty, or MySQL's zero date, is null."""
+    if value in (None, "", *_ZERO_DATES):
+        return None
+    if isinstance(value, str) and (found := _DATE_TEXT.fullmatch(value)):
+        try:
+            return date(int(found[1]), int(found[2]), int(found[3])).isoformat()
+        except ValueError:
+            pass
+    raise Unreadable
+
+
+def read_time(value: Any) -> str | None:
+    """Time: HH:MM:SS or HH:MM, published as HH:MM:SS."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str) and (found := _TIME_TEXT.fullmatch(value)):
+        try:
+            return time(int(found[1]), int(found[2]), int(found[3] or 0)).isoformat()
+        except ValueError:
+            pass
+    raise Unreadable
+
+
+#: How the README says each descriptive field is read.
+READERS: Final[dict[str, Callable[[Any], Any]]] = {name: read_text for name in DESCRIPTIVE_FIELDS} | {
+    "Direction": read_direction,
+    "BillDate": read_date,
+    "Date": read_date,
+    "Time": read_time,
+    "UTCOffset": read_offset,
+    "Seconds": read_whole,
+    "NetworkSeconds": read_whole,
+    "ConnectSeconds": read_whole,
+    "FreeUnitsUsed": read_units,
+}
+
+
+def deciding_fields_valid(row: Any) -> bool:
+    """Whether the five deciding fields are what the README allows: then the row must be published."""
+    if expected_id(row) is None:
+        return False
+    account = row.get("AccountCode")
+    # A number must be whole: JSON Schema's integer, which a float with no fraction (1.0) also is.
+    if not (isinstance(account, str) and account.strip()) and not (_is_number(account) and float(account).is_integer()):
+        return False
+    for name in ("Charge", "ChargeExcl"):
+        amount = row.get(name)
+        if not _is_number(amount) and not (isinstance(amount, str) and _NUMBER_TEXT.fullmatch(amount)):
+            return False
+    utc = row.get("UTCDateTime")
+    if not isinstance(utc, str) or not _UTC_TEXT.fullmatch(utc):
+        return False
+    try:
+        moment = datetime.fromisoformat(utc[:-1] + "Z" if utc.endswith("z") else utc)
+    except ValueError:
+        return False
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) <= NOW + FUTURE_TOLERANCE
 
 
 def _ms(moment: datetime) -> int:
@@ -159,6 +303,12 @@ def check_chunk(rows: Sequence[Any], floor: int, tally: Tally) -> ProcessedChunk
     for row_id, row in zip(ids, rows, strict=True):
         if row_id is not None:
             first_row.setdefault(row_id, row)
+    # Only the five deciding fields decide: a row whose five are valid is published, whatever the others say.
+    for row_id, row in first_row.items():
+        if row_id > floor:
+            assert (row_id in published) == deciding_fields_valid(row), (
+                f"ID {row_id}: published {row_id in published}, deciding fields valid {deciding_fields_valid(row)}"
+            )
     for event in chunk.events:
         check_event(event, first_row[event.id])
     unkeyed = iter(row for row_id, row in zip(ids, rows, strict=True) if row_id is None)
@@ -179,18 +329,35 @@ def check_event(event: Event, row: dict[str, Any]) -> dict[str, Any]:
     assert _moment(value["utc_datetime"]) <= NOW + FUTURE_TOLERANCE, "a call from the future was published"
     for name in ("Charge", "ChargeExcl"):
         assert Decimal(value[FEED_TO_EVENT[name]]) == Decimal(amount_text(row[name])), f"{name} changed its value"
-    for name in ("Seconds", "NetworkSeconds", "ConnectSeconds", "FreeUnitsUsed"):
+    # A descriptive value is read as the README says, or published as null with its raw value reported.
+    assert value.get("unreadable") != {}, "an empty unreadable object"
+    unreadable = value.get("unreadable", {})
+    expected_unreadable = set()
+    for name in DESCRIPTIVE_FIELDS:
         sent = row.get(name)
         published = value[FEED_TO_EVENT[name]]
-        assert published == (None if sent in (None, "") else int(sent)), f"{name}: {sent!r} -> {published!r}"
-        assert published is None or INT64_MIN <= published <= INT64_MAX
-    offset = row.get("UTCOffset")
-    if offset in (None, ""):
-        assert value["utc_offset_hours"] is None
-    else:
-        assert value["utc_offset_hours"] == float(offset) and abs(value["utc_offset_hours"]) < 24
-    extra = {name: expected_text(sent) for name, sent in row.items() if name not in FEED_TO_EVENT}
+        try:
+            expected = READERS[name](sent)
+        except Unreadable:
+            expected_unreadable.add(name)
+            assert published is None, f"{name}: unreadable {sent!r} published as {published!r}"
+            if depth(sent) < COMPARABLE_DEPTH:
+                assert unreadable[name] == sent, f"{name}: raw {sent!r} reported as {unreadable[name]!r}"
+        else:
+            assert published == expected, f"{name}: {sent!r} -> {published!r}, not {expected!r}"
+            if isinstance(expected, int | float) and expected == int(expected):
+                assert isinstance(published, int), f"{name}: the whole number {published!r} is not an integer"
+    assert value["free_units_used"] is None or isinstance(value["free_units_used"], int | float)
+    extra = {}
+    for name, sent in row.items():
+        if name not in FEED_TO_EVENT:
+            try:
+                extra[name] = expected_text(sent)
+            except RecursionError:  # a column nested ~1000 levels deep has no text
+                extra[name] = None
+                expected_unreadable.add(name)
     assert value.get("extra", {}) == extra
+    assert set(unreadable) == expected_unreadable, f"unreadable {set(unreadable)}, expected {expected_unreadable}"
     return value
 
 
@@ -226,12 +393,32 @@ def check_valid_row_fields(row: dict[str, Any], utc: UtcText, tally: Tally) -> N
     assert not reasons, f"a valid row was dead-lettered: {reasons}"
     value = check_event(chunk.events[0], row)
     assert _moment(value["utc_datetime"]) == utc.moment, f"{utc.text} read as {value['utc_datetime']}"
+    assert "unreadable" not in value, f"a valid row has unreadable values: {value['unreadable']}"
     for name in ("Date", "BillDate"):
-        assert value[FEED_TO_EVENT[name]] == (row[name] or None)
+        assert value[FEED_TO_EVENT[name]] == (None if row[name] in _ZERO_DATES else row[name] or None)
     if row["Time"]:
         assert value["local_time"] == (row["Time"] + ":00")[:8]
     direction = expected_text(row["Direction"])
     assert value["direction"] == (direction.lower() if direction else None)
+
+
+def check_strings_read_as_numbers(row: dict[str, Any], tally: Tally) -> None:
+    """A valid row gives the same event whether its values are numbers or the strings a text answer (or a PHP
+    feed) sends for them."""
+    tally.inputs["rows"] += 1
+    as_numbers = PROCESSOR.process_chunk([row], 0)
+    as_strings = PROCESSOR.process_chunk([{name: plain_text(value) for name, value in row.items()}], 0)
+    tally.add_chunk(as_numbers)
+    tally.add_chunk(as_strings)
+    assert [event.value for event in as_numbers.events] == [event.value for event in as_strings.events]
+    assert len(as_numbers.events) == 1, "a valid row was dead-lettered"
+
+
+def plain_text(value: Any) -> str | None:
+    """A value as text: how csv, txt and pipe answers carry it (None stays empty)."""
+    if value is None or isinstance(value, str):
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def check_chunking(rows: Sequence[Any], floor: int, cuts: Sequence[int], tally: Tally) -> None:

@@ -1,7 +1,9 @@
 """Hypothesis strategies for feed rows and answer bodies, shared by the property tests and `dev/fuzz.py`.
 
 Rows come in three kinds:
-- valid: every field drawn from what the feed-row contract allows, so each one must become an event;
+- valid: every field drawn from what the feed-row contract allows (PHP/MySQL forms included: "60.0", zero
+  dates, "+13" and "13:00" offsets, padded numbers; no party for a service fee, negative amounts), so each
+  one must become an event with nothing unreadable;
 - mutated: a valid row with some fields deleted, retyped, blanked, swapped or set to a near miss
   (impossible dates, hour 24, numbers out of range, Unicode digits, whitespace Python and the schema
   disagree on, values nested hundreds of levels deep);
@@ -93,13 +95,28 @@ def _padded(values: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.builds(lambda left, text, right: left + text + right, st.sampled_from(("", " ")), values, st.just(""))
 
 
+_PHP_SPACE = st.sampled_from(("", "", " ", "  ", "\t", "\r\n"))
+
+
+def _spaced(values: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A number as a PHP/MySQL export may write it: with spaces (or a tab, a line end) around it."""
+    return st.builds(lambda left, text, right: left + text + right, _PHP_SPACE, values, _PHP_SPACE)
+
+
 _word = st.text(string.ascii_letters + string.digits, min_size=1, max_size=10)
 _blank = st.sampled_from(("", None))
-valid_ids = st.integers(1, INT64_MAX) | _digits(1, 10**18 - 1) | st.integers(1, 10**6).map(lambda n: f"{n:07d}")
+valid_ids = (
+    st.integers(1, INT64_MAX)
+    | _digits(1, 10**18 - 1)
+    | st.integers(1, 10**6).map(lambda n: f"{n:07d}")
+    | _spaced(_digits(1, 10**18 - 1))
+)
 valid_accounts = _padded(_word) | ints
 valid_texts = texts | ints | floats | st.none()
 valid_parties = _padded(_digits(1, 10**15))
-valid_dates = st.dates().map(lambda day: day.isoformat()) | _blank
+#: MySQL's unset DATE and DATETIME.
+zero_dates = st.sampled_from(("0000-00-00", "0000-00-00 00:00:00"))
+valid_dates = st.dates().map(lambda day: day.isoformat()) | _blank | zero_dates
 valid_times = st.times().map(lambda moment: moment.isoformat(timespec="seconds")) | st.times().map(
     lambda moment: moment.isoformat(timespec="minutes")
 )
@@ -108,6 +125,9 @@ valid_optional_integers = (
     | st.integers(-(10**18) + 1, 10**18 - 1).map(str)
     | st.integers(-(2**53), 2**53).map(float)
     | _blank
+    # PHP writes a whole float as "60.0"; exports pad numbers.
+    | _spaced(st.builds(lambda n, zeros: f"{n}.{zeros}", st.integers(-(10**6), 10**6), st.sampled_from(("0", "00"))))
+    | _spaced(st.integers(-(10**18) + 1, 10**18 - 1).map(str))
 )
 _decimal_strings = st.builds(
     lambda sign, whole, fraction: f"{sign}{whole}{fraction}",
@@ -115,9 +135,21 @@ _decimal_strings = st.builds(
     _digits(0, 10**15 - 1),
     st.sampled_from(("",)) | st.integers(0, 10**12 - 1).map(lambda n: f".{n:012d}"[: 2 + n % 12]),
 )
-valid_amounts = floats | ints | _decimal_strings
+valid_amounts = floats | ints | _decimal_strings | _spaced(_decimal_strings)
+#: FreeUnitsUsed: a count of free units, which may be part minutes.
+valid_units = valid_optional_integers | _spaced(_decimal_strings) | st.floats(-1e15, 1e15)
+_offset_texts = st.builds(
+    lambda sign, hours, minutes: f"{sign}{hours}:{minutes:02d}",
+    st.sampled_from(("", "+", "-")),
+    st.sampled_from(("0", "1", "5", "05", "12", "13", "23")),
+    st.sampled_from((0, 15, 30, 45, 59)),
+)
 valid_offsets = (
-    st.floats(-23.99, 23.99) | st.integers(-23, 23) | st.sampled_from(("12", "12.75", "-5.5", "+13", "0")) | _blank
+    st.floats(-23.99, 23.99)
+    | st.integers(-23, 23)
+    | st.sampled_from(("12", "12.75", "-5.5", "+13", "0", "1", "13:00", "+12:45", "-05:30", " 13 "))
+    | _offset_texts
+    | _blank
 )
 
 
@@ -177,8 +209,8 @@ def valid_rows(draw: st.DrawFn) -> dict[str, Any]:
         "Time": draw(valid_times | _blank),
         "UTCDateTime": utc.text,
         "UTCOffset": draw(valid_offsets),
-        # At least one party, or it is a pointer row.
-        "AParty": draw(valid_parties),
+        # Either party, or both, may be missing: an account-level service fee or credit has neither.
+        "AParty": draw(valid_parties | _blank),
         "BParty": draw(valid_parties | valid_texts),
         "BillNumber": draw(valid_texts),
         "Seconds": draw(valid_optional_integers),
@@ -186,7 +218,7 @@ def valid_rows(draw: st.DrawFn) -> dict[str, Any]:
         "ConnectSeconds": draw(valid_optional_integers),
         "Charge": draw(valid_amounts),
         "ChargeExcl": draw(valid_amounts),
-        "FreeUnitsUsed": draw(valid_optional_integers),
+        "FreeUnitsUsed": draw(valid_units),
         "TextDesc1": draw(valid_texts),
         "TextDesc2": draw(valid_texts),
         "ReleaseCause": draw(st.sampled_from(("0016", "0017", "16")) | valid_texts),
@@ -197,11 +229,43 @@ def valid_rows(draw: st.DrawFn) -> dict[str, Any]:
         "Profile": draw(valid_texts),
     }
     if draw(st.booleans()):
-        # Shuffle a few parties away (still not a pointer row) and add unknown columns.
+        # Shuffle a few parties away and add unknown columns.
         if draw(st.booleans()):
             row["AParty"], row["BParty"] = draw(valid_texts), draw(valid_parties)
         row.update(draw(st.dictionaries(_extra_names, json_values, max_size=3)))
     return row
+
+
+_NUMERIC_FIELDS: Final = (
+    "UTCOffset",
+    "Seconds",
+    "NetworkSeconds",
+    "ConnectSeconds",
+    "Charge",
+    "ChargeExcl",
+    "FreeUnitsUsed",
+)
+
+
+def _plain(value: Any) -> Any:
+    """A number whose text (repr) a feed would write: no exponent, at most 15 digits before the point and 4
+    after it; the sign kept."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    magnitude = round(abs(value) % 1e9, 4) if isinstance(value, float) else abs(value) % 10**15
+    return -magnitude if value < 0 or (isinstance(value, float) and str(value).startswith("-")) else magnitude
+
+
+def plain_numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its numbers in the range a feed writes as plain digits, so that each has a text form (an ID
+    as text has at most 18 digits)."""
+    plain = {name: _plain(value) if name in _NUMERIC_FIELDS else value for name, value in row.items()}
+    if isinstance(plain["ID"], int):
+        plain["ID"] = plain["ID"] % 10**15 or 1
+    return plain
+
+
+plain_rows = valid_rows().map(plain_numbers)
 
 
 # --- mutations ---------------------------------------------------------------------------------

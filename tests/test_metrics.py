@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cdr_stream.answer_order import TempSpace
 from cdr_stream.config import Settings, parse_settings
 from cdr_stream.health import FeedHealth
-from cdr_stream.metrics import DEAD_LETTER_RULES, FAILURE_REASONS, ConnectorMetrics
+from cdr_stream.metrics import DEAD_LETTER_RULES, FAILURE_REASONS, UNREADABLE_FIELDS, ConnectorMetrics
 from cdr_stream.poller import PageReport
 
 FEEDS = ("east", "west")
@@ -194,3 +194,27 @@ def test_spill_bytes_shows_what_each_feeds_sort_takes_on_disk(tmp_path: Path) ->
     assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[1]) == 0
     space.release(FEEDS[0], 1_500)
     assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[0]) == 0
+
+
+def test_every_dead_letter_rule_records_py_names_has_its_own_label() -> None:
+    import cdr_stream.records as records
+
+    rules = {value for name, value in vars(records).items() if name.startswith("RULE_")}
+    assert {"missing_field", "invalid_value", "too_large"} <= rules, "the scan finds the rules"
+    assert set(DEAD_LETTER_RULES) == rules | {"other"}
+
+
+def test_unreadable_values_are_counted_by_field_from_zero() -> None:
+    metrics, _ = _metrics()
+    for feed in FEEDS:
+        for name in UNREADABLE_FIELDS:
+            assert _value(metrics, "cdr_stream_unreadable_fields_total", feed=feed, field=name) == 0
+    assert len(UNREADABLE_FIELDS) == 23  # the 21 descriptive fields, extra columns, other
+    page = PageReport(0, 5, 5, 0, 0, 0, unreadable_fields=Counter({"BillDate": 3, "UTCOffset": 1, "extra": 2}))
+    metrics.page_committed("east", page)
+    metrics.page_committed("east", PageReport(5, 6, 1, 0, 0, 0, unreadable_fields=Counter({"Surprise": 1})))
+    assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="east", field="BillDate") == 3
+    assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="east", field="UTCOffset") == 1
+    assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="east", field="extra") == 2
+    assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="east", field="other") == 1
+    assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="west", field="BillDate") == 0

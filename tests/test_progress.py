@@ -1,16 +1,19 @@
-"""What people see of a backfill: one rewritten line on a terminal, log lines otherwise."""
+"""What people see: a log line per committed transaction; for a backfill, one rewritten line on a terminal, log
+lines otherwise."""
 
 from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
 from datetime import date
 
 import pytest
 
 from cdr_stream.backfill import BackfillProgress, BackfillWindow, RunIdentity
 from cdr_stream.feed import FeedWindow
-from cdr_stream.progress import BackfillReport
+from cdr_stream.poller import PageReport
+from cdr_stream.progress import BackfillReport, ProgressLog
 
 DAY = date(2023, 4, 2)
 RUN = RunIdentity("hero", BackfillWindow(DAY, DAY), "cdr.events")
@@ -46,3 +49,15 @@ def test_without_a_terminal_each_hour_done_is_a_log_line(caplog: pytest.LogCaptu
     assert len(messages) == 3  # per-commit lines are DEBUG
     assert "hours 4/24, 900 rows" in messages[1] and "2023-04-02 03:00 done" in messages[1]
     assert "finished: 5000 events and 0 dead letters over 24 hour(s), marked cdr-replay: hero-x-1" in messages[2]
+
+
+def test_a_commit_line_counts_the_unreadable_values(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cdr_stream.progress")
+    report = ProgressLog()
+    page = PageReport(10, 20, 9, 1, 0, 0, unreadable_fields=Counter({"BillDate": 2, "Seconds": 1}))
+    report.page_committed("hero", page)
+    report.page_committed("hero", PageReport(20, 21, 1, 0, 0, 0))
+    first, second = caplog.records
+    assert "IDs 11..20: 9 published (3 unreadable values), 1 dead-lettered" in first.getMessage()
+    assert (first.__dict__["unreadable_values"], second.__dict__["unreadable_values"]) == (3, 0)
+    assert report.totals["hero"].unreadable == 3

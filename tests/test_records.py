@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdr_stream.fields import FEED_FIELDS
+from cdr_stream.body import TextFormat
+from cdr_stream.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS
 from cdr_stream.records import (
     EVENT_SCHEMA_FILE,
     ROW_SCHEMA_FILE,
@@ -19,7 +20,6 @@ from cdr_stream.records import (
     RULE_MALFORMED_ROW,
     RULE_MISSING_FIELD,
     RULE_NOT_AN_OBJECT,
-    RULE_POINTER_ROW,
     MalformedRow,
     RecordProcessor,
     load_schema,
@@ -28,11 +28,22 @@ from tests.properties import (
     SUITE_TALLY,
     check_chunk,
     check_chunking,
+    check_strings_read_as_numbers,
     check_valid_row_fields,
     check_valid_rows,
+    plain_text,
 )
 from tests.rows import as_strings, feed_row
-from tests.strategies import SUITE_SETTINGS, UtcText, floors, row_lists, utc_texts, valid_row_lists, valid_rows
+from tests.strategies import (
+    SUITE_SETTINGS,
+    UtcText,
+    floors,
+    plain_rows,
+    row_lists,
+    utc_texts,
+    valid_row_lists,
+    valid_rows,
+)
 
 event_validator = jsonschema_rs.validator_for(load_schema(EVENT_SCHEMA_FILE))
 
@@ -52,12 +63,18 @@ def test_row_schema_lists_the_26_fields_in_order() -> None:
     assert len(FEED_FIELDS) == 26
 
 
+def test_the_deciding_fields_are_the_required_ones_and_the_other_21_are_descriptive() -> None:
+    assert tuple(load_schema(ROW_SCHEMA_FILE)["required"]) == DECIDING_FIELDS
+    assert len(DESCRIPTIVE_FIELDS) == 21 and not set(DESCRIPTIVE_FIELDS) & set(DECIDING_FIELDS)
+
+
 def test_a_valid_row_becomes_an_event_that_matches_the_event_schema() -> None:
     (event,) = events_of([feed_row(7)])
     event_validator.validate(event)
     assert event["id"] == 7
     assert event["feed"] == "hero-nz"
-    assert event["schema_version"] == 1
+    assert event["schema_version"] == 2
+    assert "unreadable" not in event
     assert event["account_code"] == "81234567"
     assert event["direction"] == "outbound"
     assert event["utc_datetime"] == "2024-04-05T22:11:12Z"
@@ -117,22 +134,24 @@ def test_empty_optional_fields_become_null_and_extra_columns_are_kept() -> None:
     ("change", "rule", "field"),
     [
         ({"AccountCode": None}, RULE_INVALID_FIELD, "AccountCode"),
-        ({"Seconds": "12x"}, RULE_INVALID_FIELD, "Seconds"),
+        ({"AccountCode": " "}, RULE_INVALID_FIELD, "AccountCode"),
         ({"Charge": "one dollar"}, RULE_INVALID_FIELD, "Charge"),
+        ({"ChargeExcl": "1.2.3", "Seconds": "12x"}, RULE_INVALID_FIELD, "ChargeExcl"),
         ({"UTCDateTime": "31/02/2024 25:00"}, RULE_INVALID_FIELD, "UTCDateTime"),
-        ({"Date": "2024-02-31"}, RULE_INVALID_VALUE, "Date"),
-        ({"Time": "24:10:00"}, RULE_INVALID_VALUE, "Time"),
-        ({"AParty": "", "BParty": ""}, RULE_POINTER_ROW, None),
+        ({"UTCDateTime": "2024-02-31 10:00:00"}, RULE_INVALID_VALUE, "UTCDateTime"),
+        # MySQL's unset DATETIME: a record without its time cannot be ordered or timestamped.
+        ({"UTCDateTime": "0000-00-00 00:00:00"}, RULE_INVALID_VALUE, "UTCDateTime"),
+        ({"ID": "3", "Charge": True}, RULE_INVALID_FIELD, "Charge"),
     ],
 )
 def test_an_invalid_row_is_dead_lettered_with_its_rule_and_field(
     change: dict[str, Any], rule: str, field: str | None
 ) -> None:
     (letter,) = dead_letters_of([feed_row(5, **change)])
-    assert letter["id"] == 5
+    assert letter["id"] == int(change.get("ID", 5))
     assert letter["rule"] == rule
     assert letter["field"] == field
-    assert letter["raw"]["ID"] == 5
+    assert letter["raw"]["ID"] == change.get("ID", 5)
     if field:
         assert letter["reason"].startswith(field)
 
@@ -181,13 +200,13 @@ def test_out_of_order_and_duplicate_ids_are_sorted_and_published_once() -> None:
 
 
 def test_invalid_rows_count_toward_the_offset() -> None:
-    chunk = RecordProcessor("f").process_chunk([feed_row(1), feed_row(2, Seconds="x")], 0)
+    chunk = RecordProcessor("f").process_chunk([feed_row(1), feed_row(2, Charge="x")], 0)
     assert chunk.max_id == 2
     assert [letter.id for letter in chunk.dead_letters] == [2]
 
 
 def test_dead_letter_keeps_the_raw_row_as_sent() -> None:
-    row = feed_row(3, Seconds="12x", Note="caf\u00e9")
+    row = feed_row(3, Charge="12x", Note="caf\u00e9")
     (letter,) = dead_letters_of([row])
     assert letter["raw"] == json.loads(json.dumps(row))
 
@@ -207,20 +226,59 @@ def test_held_events_cost_about_their_size_in_memory() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    "change",
     [
-        ({"Seconds": 1e20}, "Seconds"),  # a whole float beyond 64 bits crashed the event's encoding
-        ({"FreeUnitsUsed": 2**64 - 1}, "FreeUnitsUsed"),  # orjson hands over ints up to 2**64 - 1
-        ({"UTCOffset": 1e300}, "UTCOffset"),
-        ({"UTCOffset": 24}, "UTCOffset"),
-        ({"AccountCode": "\x1c"}, "AccountCode"),  # \S to the schema, blank to str.strip(): crashed
-        ({"AccountCode": " \x85 "}, "AccountCode"),
+        {"AccountCode": "\x1c"},  # \S to the schema, blank to str.strip(): crashed
+        {"AccountCode": " \x85 "},
     ],
 )
-def test_values_out_of_range_or_blank_once_stripped_are_invalid_values(change: dict[str, Any], field: str) -> None:
+def test_an_account_blank_once_stripped_is_an_invalid_value(change: dict[str, Any]) -> None:
     (letter,) = dead_letters_of([feed_row(4, **change)])
-    assert (letter["rule"], letter["field"]) == (RULE_INVALID_VALUE, field)
-    assert letter["reason"].startswith(field)
+    assert (letter["rule"], letter["field"]) == (RULE_INVALID_VALUE, "AccountCode")
+    assert letter["reason"].startswith("AccountCode")
+
+
+@pytest.mark.parametrize(
+    ("change", "event_field"),
+    [
+        ({"Seconds": 1e20}, "seconds"),  # a whole float beyond 64 bits crashed the event's encoding
+        ({"FreeUnitsUsed": 2**64 - 1}, "free_units_used"),  # orjson hands over ints up to 2**64 - 1
+        ({"UTCOffset": 1e300}, "utc_offset_hours"),
+        ({"UTCOffset": 24}, "utc_offset_hours"),
+        ({"UTCOffset": "13:60"}, "utc_offset_hours"),
+        ({"Seconds": 60.5}, "seconds"),
+        ({"Seconds": "12x"}, "seconds"),
+        ({"Seconds": True}, "seconds"),
+        ({"BillDate": "31/02/2026"}, "bill_date"),
+        ({"Date": "2024-02-31"}, "local_date"),
+        ({"Time": "24:10:00"}, "local_time"),
+        ({"Direction": ["out"]}, "direction"),
+        ({"TextDesc1": {"a": 1}}, "text_desc1"),
+    ],
+)
+def test_an_unreadable_descriptive_value_is_published_as_null_with_its_raw_value(
+    change: dict[str, Any], event_field: str
+) -> None:
+    chunk = RecordProcessor("hero-nz").process_chunk([feed_row(4, **change)], 0)
+    (event,) = [orjson.loads(event.value) for event in chunk.events]
+    event_validator.validate(event)
+    (name, sent), *_ = change.items()
+    assert event[event_field] is None
+    assert event["unreadable"] == {name: sent}
+    assert chunk.unreadable_fields == {name: 1}
+    assert chunk.events[0].unreadable == (name,)
+
+
+def test_every_unreadable_value_is_reported_in_feed_order_and_counted() -> None:
+    row = feed_row(6, Time="25:00", BillDate="31/02/2026", Rate=nested(1000), Seconds="60.5")
+    chunk = RecordProcessor("hero-nz").process_chunk([row, feed_row(7, Seconds="x")], 0)
+    first, second = (orjson.loads(event.value) for event in chunk.events)
+    assert list(first["unreadable"]) == ["BillDate", "Time", "Seconds", "Rate"]
+    assert first["unreadable"]["BillDate"] == "31/02/2026"
+    assert first["extra"] == {"Rate": None}
+    assert "nested deeper than 100 levels" in json.dumps(first["unreadable"]["Rate"])
+    assert second["unreadable"] == {"Seconds": "x"}
+    assert chunk.unreadable_fields == {"BillDate": 1, "Time": 1, "Seconds": 2, "extra": 1}
 
 
 @pytest.mark.parametrize("row_id", ["\u00b2", "\u0661\u0662", "\uff11\uff12"])
@@ -260,11 +318,12 @@ def nested(depth: int) -> Any:
     return value
 
 
-def test_rows_nested_past_the_encoders_limits_are_dead_lettered() -> None:
+def test_rows_nested_past_the_encoders_limits_are_dead_lettered_or_published_with_the_value_cut() -> None:
     rows = [
-        feed_row(1, Seconds=nested(300)),  # orjson encodes 254 levels, jsonschema-rs reports on 254
+        feed_row(1, Charge=nested(300)),  # orjson encodes 254 levels, jsonschema-rs reports on 254
         feed_row(2, Rate=nested(1000)),  # an extra column whose text needs more than the recursion limit
-        feed_row(3, Seconds="x", Rate=nested(300)),  # invalid elsewhere, and too deep to report on as is
+        feed_row(3, Charge="x", Rate=nested(300)),  # invalid elsewhere, and too deep to report on as is
+        feed_row(4, Seconds=nested(300)),  # a descriptive field: unreadable, the record is published
         {"ID": "x", "AccountCode": nested(300)},
         [nested(1000)],
     ]
@@ -273,14 +332,17 @@ def test_rows_nested_past_the_encoders_limits_are_dead_lettered() -> None:
     assert [(letter["id"], letter["rule"], letter["field"]) for letter in letters] == [
         (None, RULE_INVALID_FIELD, "ID"),
         (None, RULE_NOT_AN_OBJECT, None),
-        (1, RULE_INVALID_FIELD, "Seconds"),
-        (2, RULE_INVALID_VALUE, "Rate"),
-        (3, RULE_INVALID_FIELD, "Seconds"),
+        (1, RULE_INVALID_FIELD, "Charge"),
+        (3, RULE_INVALID_FIELD, "Charge"),
     ]
-    assert [letter.key for letter in chunk.dead_letters] == [None, None, b"81234567", b"81234567", b"81234567"]
+    assert [letter.key for letter in chunk.dead_letters] == [None, None, b"81234567", b"81234567"]
     # The raw row is kept down to 100 levels; below that the text says what was cut.
-    assert "nested deeper than 100 levels" in json.dumps(letters[2]["raw"]["Seconds"])
-    assert letters[3]["raw"]["ID"] == 2
+    assert "nested deeper than 100 levels" in json.dumps(letters[2]["raw"]["Charge"])
+    assert [event.id for event in chunk.events] == [2, 4]
+    second, fourth = (orjson.loads(event.value) for event in chunk.events)
+    assert (second["extra"], list(second["unreadable"])) == ({"Rate": None}, ["Rate"])
+    assert (fourth["seconds"], list(fourth["unreadable"])) == (None, ["Seconds"])
+    assert "nested deeper than 100 levels" in json.dumps(fourth["unreadable"]["Seconds"])
 
 
 # --- properties ------------------------------------------------------------------------------------
@@ -295,6 +357,12 @@ def test_rows_nested_past_the_encoders_limits_are_dead_lettered() -> None:
 @given(valid_rows(), utc_texts())
 def test_a_valid_row_keeps_its_values_in_the_event(row: dict[str, Any], utc: UtcText) -> None:
     check_valid_row_fields(row, utc, SUITE_TALLY)
+
+
+@settings(SUITE_SETTINGS, max_examples=1000)
+@given(plain_rows)
+def test_a_valid_row_gives_the_same_event_with_numbers_as_strings(row: dict[str, Any]) -> None:
+    check_strings_read_as_numbers(row, SUITE_TALLY)
 
 
 @settings(SUITE_SETTINGS, max_examples=400)
@@ -355,15 +423,76 @@ def test_an_event_just_under_the_limit_is_published() -> None:
 def test_a_huge_invalid_row_keeps_its_rule_and_a_cut_raw_row() -> None:
     from cdr_stream.records import MAX_RAW_BYTES
 
-    row = feed_row(3, Seconds="12x", TextDesc1="y" * 500_000, AccountCode="a" * 5000)
+    row = feed_row(3, Charge="12x", TextDesc1="y" * 500_000, AccountCode="a" * 5000)
     (letter,) = dead_letters_of([row])
-    assert letter["rule"] == RULE_INVALID_FIELD and letter["field"] == "Seconds"
+    assert letter["rule"] == RULE_INVALID_FIELD and letter["field"] == "Charge"
     assert letter["raw_truncated"] is True and len(letter["raw"]) <= MAX_RAW_BYTES
     (raw_letter,) = RecordProcessor("f").process_chunk([row], 0).dead_letters
     assert raw_letter.key is None  # a key that size is not a partitioning key
 
 
 def test_a_small_dead_letter_carries_the_raw_row_as_an_object() -> None:
-    (letter,) = dead_letters_of([feed_row(4, Seconds="12x")])
-    assert letter["raw"]["Seconds"] == "12x"
+    (letter,) = dead_letters_of([feed_row(4, Charge="12x")])
+    assert letter["raw"]["Charge"] == "12x"
     assert "raw_truncated" not in letter
+
+
+# --- what PHP/MySQL feeds send -------------------------------------------------------------------
+
+
+#: Rows as feeds written independently of this project send them, and what each must publish.
+PHP_FORMS: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    # An account-level service fee: no calling or called number, no direction.
+    (
+        {"AParty": "", "BParty": "", "BillNumber": "", "Direction": "", "CallType": "Service"},
+        {"a_party": None, "b_party": None, "bill_number": None, "direction": None, "call_type": "Service"},
+    ),
+    # A credit: negative amounts, no numbers.
+    (
+        {"AParty": None, "BParty": None, "Charge": "-17.25", "ChargeExcl": -15.0},
+        {"charge": "-17.25", "charge_excl": "-15"},
+    ),
+    ({"BillDate": "0000-00-00", "Date": "0000-00-00 00:00:00"}, {"bill_date": None, "local_date": None}),
+    ({"Seconds": "60.0", "NetworkSeconds": "42.00", "ConnectSeconds": 3.0}, {"seconds": 60, "network_seconds": 42}),
+    ({"UTCOffset": "+13"}, {"utc_offset_hours": 13}),
+    ({"UTCOffset": "13:00"}, {"utc_offset_hours": 13}),
+    ({"UTCOffset": "+12:45"}, {"utc_offset_hours": 12.75}),
+    ({"UTCOffset": "-05:30"}, {"utc_offset_hours": -5.5}),
+    ({"UTCOffset": "0"}, {"utc_offset_hours": 0}),
+    ({"UTCOffset": "1"}, {"utc_offset_hours": 1}),
+    ({"ID": " 9 ", "Seconds": " 60 ", "Charge": " 0.4485\t", "UTCOffset": " 12 "}, {"id": 9, "seconds": 60}),
+    ({"FreeUnitsUsed": "1.5"}, {"free_units_used": 1.5}),
+    ({"FreeUnitsUsed": "60.0"}, {"free_units_used": 60}),
+]
+
+
+@pytest.mark.parametrize(("change", "published"), PHP_FORMS)
+def test_what_php_feeds_send_is_read_the_same_as_numbers_strings_and_in_every_text_format(
+    change: dict[str, Any], published: dict[str, Any]
+) -> None:
+    row = feed_row(9, **change)
+    (event,) = events_of([row])
+    event_validator.validate(event)
+    assert "unreadable" not in event
+    assert {name: event[name] for name in published} == published
+    for name, value in published.items():
+        assert type(event[name]) is type(value), name
+    expected = RecordProcessor("hero-nz").process_chunk([row], 0).events
+    assert RecordProcessor("hero-nz").process_chunk([as_strings(row)], 0).events == expected
+    for fmt in ("csv", "txt", "pipe"):
+        assert RecordProcessor("hero-nz").process_chunk(text_rows(row, fmt), 0).events == expected, fmt
+
+
+def text_rows(row: dict[str, Any], fmt: TextFormat) -> list[Any]:
+    """`row` written as a text answer (a header and one line) and read back by the text parser."""
+    import csv
+    import io
+
+    from cdr_stream.body import TEXT_DELIMITERS
+    from cdr_stream.textparse import TextRowParser
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=TEXT_DELIMITERS[fmt], lineterminator="\n")
+    writer.writerow(row)
+    writer.writerow([plain_text(value) for value in row.values()])
+    return TextRowParser(fmt).feed(out.getvalue().encode(), final=True)

@@ -49,6 +49,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=d.seed, help="data and fault seed (default %(default)s)")
     add("--accounts", type=int, default=d.accounts, help="distinct accounts (default %(default)s)")
     add("--invalid-rate", type=_probability, default=d.invalid_rate, help="share of broken records")
+    php = parser.add_argument_group("what PHP/MySQL feeds send (shares of all records; all valid billing records)")
+    php_arg = php.add_argument
+    php_arg(
+        "--account-fee-rate",
+        type=_probability,
+        default=d.account_fee_rate,
+        help="account-level fees with no AParty, BParty or BillNumber (default %(default)s)",
+    )
+    php_arg("--credit-rate", type=_probability, default=d.credit_rate, help="credits: negative amounts, no numbers")
+    php_arg(
+        "--zero-bill-date-rate",
+        type=_probability,
+        default=d.zero_bill_date_rate,
+        help='BillDate "0000-00-00" (default %(default)s)',
+    )
+    php_arg(
+        "--whole-float-rate",
+        type=_probability,
+        default=d.whole_float_rate,
+        help='whole numbers written "60.0" (default %(default)s)',
+    )
+    php_arg(
+        "--offset-spelling-rate",
+        type=_probability,
+        default=d.offset_spelling_rate,
+        help='UTCOffset spelled "+13", "13:00", "+12:45", "0" or "1" (default %(default)s)',
+    )
     add("--preload", action="store_true", help="render every record to JSON before serving")
     faults = parser.add_argument_group("faults (probabilities per request)")
     fault = faults.add_argument
@@ -96,6 +123,11 @@ def config_from_args(args: argparse.Namespace, password: str) -> SimulatorConfig
         seed=args.seed,
         accounts=args.accounts,
         invalid_rate=args.invalid_rate,
+        account_fee_rate=args.account_fee_rate,
+        credit_rate=args.credit_rate,
+        zero_bill_date_rate=args.zero_bill_date_rate,
+        whole_float_rate=args.whole_float_rate,
+        offset_spelling_rate=args.offset_spelling_rate,
         preload=args.preload,
         error_5xx_rate=args.error_5xx_rate,
         rate_limit_rate=args.rate_limit_rate,

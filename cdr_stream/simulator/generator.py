@@ -1,4 +1,11 @@
-"""Deterministic synthetic billing feed rows: record N is a pure function of (seed, N)."""
+"""Deterministic synthetic billing feed rows: record N is a pure function of (seed, N).
+
+Besides calls and service fees, a generator can write what PHP/MySQL feeds send (each at its own rate):
+account-level fees and credits with no calling or called number, MySQL's unset BillDate "0000-00-00",
+whole numbers as "60.0", and UTC offsets spelled "+13", "13:00", "+12:45", "0" or "1". All of these are
+billing records the connector must publish; only the deliberately invalid rows (`invalid_rate`) break one of
+the five fields that decide a record's fate.
+"""
 
 from __future__ import annotations
 
@@ -25,16 +32,19 @@ _EPOCH: Final = datetime(1970, 1, 1)
 
 
 class InvalidKind(StrEnum):
-    """How a deliberately broken record is broken."""
+    """How a deliberately broken record is broken: always in one of the fields that decide its fate."""
 
     MISSING_ACCOUNT = "missing_account"
-    BAD_SECONDS = "bad_seconds"
+    BLANK_ACCOUNT = "blank_account"
     BAD_UTC = "bad_utc"
+    ZERO_UTC = "zero_utc"
     BAD_CHARGE = "bad_charge"
-    POINTER = "pointer"
 
 
 _INVALID_KINDS: Final = tuple(InvalidKind)
+_QUIRKS: Final = ("account_fee", "credit", "zero_bill_date", "whole_float", "offset_spelling")
+_NO_QUIRKS: Final[frozenset[str]] = frozenset()
+_NOT_CALLS: Final = frozenset(("account_fee", "credit"))
 
 
 def mix64(value: int) -> int:
@@ -107,6 +117,22 @@ _MANUAL_CHARGES: Final = (
     ("Late payment fee", Decimal("8.6957")),
 )
 _BROADBAND: Final = ("Fibre 300/100 | static IP", "Fibre 900/500", "VDSL unlimited")
+# Fees billed to an account, not to one of its numbers: (TextDesc1, TextDesc2, amount excl GST).
+_ACCOUNT_FEES: Final = (
+    ("Broadband monthly", "Fibre 300/100 | static IP", Decimal("69.5652")),
+    ("Broadband monthly", "VDSL unlimited", Decimal("59.1304")),
+    ("Manual charge", "Install fee\t(site visit)", Decimal("120.0000")),
+    ("Manual charge", "Account admin fee", Decimal("4.3478")),
+)
+_CREDITS: Final = (
+    ('Credit: "goodwill", outage', Decimal("-15.0000")),
+    ("Refund, overbilled calls", Decimal("-3.4783")),
+    ("Credit note 1042", Decimal("-100.0000")),
+)
+# Where a feed's local time may be, and how its offset may be spelled. NZ (most rows), the Chatham Islands
+# (+12:45, +13:45 in summer) and the UK (0, or 1 in summer), as the same platform runs in both countries.
+_ZONES: Final = (ZoneInfo("Pacific/Auckland"), ZoneInfo("Pacific/Chatham"), ZoneInfo("Europe/London"))
+_WHOLE_FIELDS: Final = ("Seconds", "NetworkSeconds", "ConnectSeconds", "FreeUnitsUsed")
 _MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _PLANS: Final = ("VOIP-BUS-01", "VOIP-BUS-02", "VOIP-RES-01", "SIPTRUNK-10", "SIPTRUNK-30")
 
@@ -134,6 +160,17 @@ class GeneratorConfig:
     accounts: int = 50
     invalid_rate: float = 0.0
     service_rate: float = 0.05
+    # What PHP/MySQL feeds send, each a share of all records (all valid billing records):
+    #: fees billed to the account (broadband, manual charges), with no AParty, BParty or BillNumber;
+    account_fee_rate: float = 0.0
+    #: credits and refunds: negative amounts, no numbers;
+    credit_rate: float = 0.0
+    #: BillDate as MySQL's unset date, "0000-00-00";
+    zero_bill_date_rate: float = 0.0
+    #: whole numbers (Seconds, NetworkSeconds, ConnectSeconds, FreeUnitsUsed) written "60.0";
+    whole_float_rate: float = 0.0
+    #: UTCOffset spelled "+13", "13:00", "+12:45", "0", "1" (local Date and Time follow the zone).
+    offset_spelling_rate: float = 0.0
     base_date: date = BASE_DATE
     window_days: float = 7.0
     #: Records spread over the window; later IDs continue at the same pace past its end.
@@ -174,6 +211,16 @@ class FeedGenerator:
         self._window_start = int(window_end.timestamp()) - self._window
         self._service_cut = int(config.service_rate * 0x10000)
         self._invalid_cut = int(config.invalid_rate * 0x100000000)
+        self._quirk_cuts = tuple(
+            int(rate * 0x10000)
+            for rate in (
+                config.account_fee_rate,
+                config.credit_rate,
+                config.zero_bill_date_rate,
+                config.whole_float_rate,
+                config.offset_spelling_rate,
+            )
+        )
         self.accounts = self._make_accounts(random.Random(mix64(self._seed_key ^ 0xACC0)))
 
     def _make_accounts(self, rng: random.Random) -> tuple[Account, ...]:
@@ -206,7 +253,9 @@ class FeedGenerator:
         return self._timestamp_from_key(record_id, self._key(record_id))
 
     def is_service(self, record_id: int) -> bool:
-        return (self._key(record_id) >> 32) & 0xFFFF < self._service_cut
+        """A fee or a credit, not a call (what `servicesonly=1` asks for)."""
+        key = self._key(record_id)
+        return (key >> 32) & 0xFFFF < self._service_cut or not self._quirks_from_key(key).isdisjoint(_NOT_CALLS)
 
     def invalid_kind(self, record_id: int) -> InvalidKind | None:
         """How this record is broken, or None. Independent of every other field's randomness."""
@@ -220,14 +269,35 @@ class FeedGenerator:
     def is_invalid(self, record_id: int) -> bool:
         return self.invalid_kind(record_id) is not None
 
+    def quirks(self, record_id: int) -> frozenset[str]:
+        """Which PHP/MySQL forms the record is written in: "account_fee", "credit", "zero_bill_date",
+        "whole_float", "offset_spelling". Independent of every other field's randomness."""
+        return self._quirks_from_key(self._key(record_id))
+
+    def _quirks_from_key(self, key: int) -> frozenset[str]:
+        if not any(self._quirk_cuts):
+            return _NO_QUIRKS
+        bits = mix64(key ^ 0x9E1F) ^ (mix64(key ^ 0x0FF5) << 64)
+        return frozenset(
+            name
+            for index, (name, cut) in enumerate(zip(_QUIRKS, self._quirk_cuts, strict=True))
+            if (bits >> (16 * index)) & 0xFFFF < cut
+        )
+
     def row(self, record_id: int) -> FeedRow:
         key = self._key(record_id)
         ts = self._timestamp_from_key(record_id, key)
-        local = datetime.fromtimestamp(ts, NZ)
-        offset = local.utcoffset()
+        quirks = self._quirks_from_key(key)
         rng = random.Random(key)
+        zone = _ZONES[int(rng.random() * len(_ZONES))] if "offset_spelling" in quirks else NZ
+        local = datetime.fromtimestamp(ts, zone)
+        offset = local.utcoffset()
         account = self.accounts[int(rng.random() * len(self.accounts))]
-        if (key >> 32) & 0xFFFF < self._service_cut:
+        if "credit" in quirks:
+            f = _credit_fields(rng)
+        elif "account_fee" in quirks:
+            f = _account_fee_fields(rng)
+        elif (key >> 32) & 0xFFFF < self._service_cut:
             f = _service_fields(rng, account, local)
         else:
             f = self._call_fields(rng, account)
@@ -259,6 +329,8 @@ class FeedGenerator:
             "CallingGroup": account.calling_group,
             "Profile": account.profile,
         }
+        if quirks:
+            _write_as_php(row, quirks, rng, offset)
         kind = self.invalid_kind(record_id)
         if kind is not None:
             _break(row, kind)
@@ -371,14 +443,64 @@ def _service_fields(rng: random.Random, account: Account, local: datetime) -> Fe
     }
 
 
+def _no_numbers(desc1: str, desc2: str, amount: Decimal) -> FeedRow:
+    """A record billed to the account itself: no direction, no calling, called or billed number."""
+    return {
+        "Direction": "",
+        "CallType": "Service",
+        "AParty": "",
+        "BParty": "",
+        "BillNumber": "",
+        "Seconds": 0,
+        "NetworkSeconds": 0,
+        "ConnectSeconds": 0,
+        "Charge": _money(amount * GST_RATE),
+        "ChargeExcl": amount,
+        "FreeUnitsUsed": 0,
+        "TextDesc1": desc1,
+        "TextDesc2": desc2,
+        "ReleaseCause": "",
+        "Status": "Ok",
+    }
+
+
+def _account_fee_fields(rng: random.Random) -> FeedRow:
+    return _no_numbers(*_ACCOUNT_FEES[int(rng.random() * len(_ACCOUNT_FEES))])
+
+
+def _credit_fields(rng: random.Random) -> FeedRow:
+    desc2, amount = _CREDITS[int(rng.random() * len(_CREDITS))]
+    return _no_numbers("Credit", desc2, amount)
+
+
+def _offset_spelling(offset: timedelta | None, rng: random.Random) -> str:
+    minutes = int(offset.total_seconds()) // 60 if offset else 0
+    sign, hours, rest = ("-" if minutes < 0 else "+"), abs(minutes) // 60, abs(minutes) % 60
+    spellings = [f"{sign}{hours}:{rest:02d}", f"{'-' if minutes < 0 else ''}{hours:02d}:{rest:02d}"]
+    if not rest:
+        spellings += [f"{sign}{hours}", str(minutes // 60)]  # "+13", and "0" or "1" as a plain string
+    return spellings[int(rng.random() * len(spellings))]
+
+
+def _write_as_php(row: FeedRow, quirks: frozenset[str], rng: random.Random, offset: timedelta | None) -> None:
+    if "zero_bill_date" in quirks:
+        row["BillDate"] = "0000-00-00"
+    if "whole_float" in quirks:
+        # Decimal keeps the ".0": a JSON answer writes 60.0 as a number, or "60.0" as a string.
+        for name in _WHOLE_FIELDS:
+            row[name] = Decimal(f"{row[name]}.0")
+    if "offset_spelling" in quirks:
+        row["UTCOffset"] = _offset_spelling(offset, rng)
+
+
 def _break(row: FeedRow, kind: InvalidKind) -> None:
     if kind is InvalidKind.MISSING_ACCOUNT:
         del row["AccountCode"]
-    elif kind is InvalidKind.BAD_SECONDS:
-        row["Seconds"] = f"{row['Seconds']}x"
+    elif kind is InvalidKind.BLANK_ACCOUNT:
+        row["AccountCode"] = ""
     elif kind is InvalidKind.BAD_UTC:
         row["UTCDateTime"] = "31/02/2024 25:00"
-    elif kind is InvalidKind.BAD_CHARGE:
-        row["Charge"] = "N/A"
+    elif kind is InvalidKind.ZERO_UTC:
+        row["UTCDateTime"] = "0000-00-00 00:00:00"  # MySQL's unset DATETIME: the call's time is unknown
     else:
-        row["AccountCode"] = row["AParty"] = row["BParty"] = ""
+        row["Charge"] = "N/A"

@@ -84,6 +84,12 @@ class SimulatorConfig:
     seed: int = 1
     accounts: int = 50
     invalid_rate: float = 0.0
+    # What PHP/MySQL feeds send, as shares of all records; every one is a valid billing record.
+    account_fee_rate: float = 0.01
+    credit_rate: float = 0.005
+    zero_bill_date_rate: float = 0.01
+    whole_float_rate: float = 0.02
+    offset_spelling_rate: float = 0.02
     preload: bool = False
     base_date: date = BASE_DATE
     window_days: float = 7.0
@@ -208,6 +214,11 @@ class FeedSimulator:
                 first_id=config.first_id,
                 accounts=config.accounts,
                 invalid_rate=config.invalid_rate,
+                account_fee_rate=config.account_fee_rate,
+                credit_rate=config.credit_rate,
+                zero_bill_date_rate=config.zero_bill_date_rate,
+                whole_float_rate=config.whole_float_rate,
+                offset_spelling_rate=config.offset_spelling_rate,
                 base_date=config.base_date,
                 window_days=config.window_days,
                 # Without up-front records, a live-only feed still gets a realistic pace.

@@ -108,7 +108,7 @@ async def test_a_day_killed_with_kill_9_and_run_again_has_no_duplicate_no_gap_an
     assert replay_runs(published) == {final.run.encode()}
     for record in published.events:
         headers = dict(record.headers)
-        assert (headers[HEADER_FEED], headers[HEADER_SCHEMA_VERSION]) == (FEED.encode(), b"1")
+        assert (headers[HEADER_FEED], headers[HEADER_SCHEMA_VERSION]) == (FEED.encode(), b"2")
     assert (await read_offsets(kafka, topics.state))[FEED].last_id == LIVE_OFFSET
     assert log.read_text().count("resuming with") == 2, "each run after a kill resumes the stored progress"
 

@@ -49,7 +49,7 @@ class Planter:
             )
 
     async def dead_letter(self, record_id: int, account: str) -> None:
-        row = feed_row(record_id, AccountCode=account, Seconds="x")
+        row = feed_row(record_id, AccountCode=account, Charge="x")
         (letter,) = self._processor.process_chunk([row], 0).dead_letters
         await self._producer.send_and_wait(self.topics.dead_letter, letter.value, key=letter.key)
 

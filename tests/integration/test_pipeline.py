@@ -24,6 +24,7 @@ from tests.integration.support import (
     settings_for,
     wait_for,
 )
+from tests.properties import EVENT_VALIDATOR
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
 
@@ -53,7 +54,8 @@ async def test_every_row_is_published_or_dead_lettered_exactly_once(
         assert record.key == str(row["AccountCode"]).encode() == event["account_code"].encode()
         assert record.timestamp == int(parse_utc(event["utc_datetime"]).timestamp() * 1000)
         assert dict(record.headers)[HEADER_FEED] == FEED.encode()
-        assert dict(record.headers)[HEADER_SCHEMA_VERSION] == b"1"
+        assert dict(record.headers)[HEADER_SCHEMA_VERSION] == b"2"
+        EVENT_VALIDATOR.validate(event)
         accounts[record.key].add(record.partition)
     assert all(len(partitions) == 1 for partitions in accounts.values()), "an account spans partitions"
 

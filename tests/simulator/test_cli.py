@@ -108,3 +108,16 @@ async def test_falls_back_to_the_demo_password_with_a_warning() -> None:
     stderr, code = await serve_once(None, cli.DEMO_PASSWORD)
     assert code == 0
     assert "demo password" in stderr
+
+
+def test_php_form_rates_map_onto_the_config_and_are_on_by_default() -> None:
+    default = cli.config_from_args(parse(), "pw")
+    assert min(default.account_fee_rate, default.credit_rate, default.zero_bill_date_rate) > 0
+    assert min(default.whole_float_rate, default.offset_spelling_rate) > 0
+    args = parse(
+        *("--account-fee-rate", "0.1", "--credit-rate", "0.2", "--zero-bill-date-rate", "0.3"),
+        *("--whole-float-rate", "0.4", "--offset-spelling-rate", "0"),
+    )
+    config = cli.config_from_args(args, "pw")
+    assert (config.account_fee_rate, config.credit_rate, config.zero_bill_date_rate) == (0.1, 0.2, 0.3)
+    assert (config.whole_float_rate, config.offset_spelling_rate) == (0.4, 0.0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -11,6 +11,8 @@ import pytest
 from cdr_stream.fields import FEED_FIELDS
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig, InvalidKind
 from cdr_stream.simulator.generator import NZ, FeedRow
+
+QUIRKS = ("account_fee", "credit", "zero_bill_date", "whole_float", "offset_spelling")
 
 CALL_TYPES = {"Local", "National", "Mobile", "International", "Onnet", "TollFree", "SMS"}
 STATUS_OF_CAUSE = {
@@ -160,17 +162,73 @@ def test_invalid_records_are_deterministic_and_broken_as_told() -> None:
         row, kind = first.row(i), kinds[i]
         if kind is None:
             assert row == clean.row(i)  # breaking some rows leaves the others as they were
-        elif kind is InvalidKind.MISSING_ACCOUNT:
-            assert "AccountCode" not in row
-        elif kind is InvalidKind.BAD_SECONDS:
-            assert re.fullmatch(r"\d+x", str(row["Seconds"]))
-        elif kind is InvalidKind.BAD_UTC:
-            assert row["UTCDateTime"] == "31/02/2024 25:00"
-        elif kind is InvalidKind.BAD_CHARGE:
-            assert row["Charge"] == "N/A"
         else:
-            assert row["AccountCode"] == row["AParty"] == row["BParty"] == ""
-            assert isinstance(row["ID"], int)
+            # Broken in one deciding field only: every other field is as generated.
+            changed = {name for name in FEED_FIELDS if row.get(name, "absent") != clean.row(i)[name]}
+            assert changed == (
+                {"UTCDateTime"}
+                if kind in (InvalidKind.BAD_UTC, InvalidKind.ZERO_UTC)
+                else {"Charge"}
+                if kind is InvalidKind.BAD_CHARGE
+                else {"AccountCode"}
+            )
+            if kind is InvalidKind.MISSING_ACCOUNT:
+                assert "AccountCode" not in row
+            elif kind is InvalidKind.BLANK_ACCOUNT:
+                assert row["AccountCode"] == ""
+            elif kind is InvalidKind.BAD_UTC:
+                assert row["UTCDateTime"] == "31/02/2024 25:00"
+            elif kind is InvalidKind.ZERO_UTC:
+                assert row["UTCDateTime"] == "0000-00-00 00:00:00"
+            else:
+                assert row["Charge"] == "N/A"
+
+
+def test_invalid_records_are_dead_lettered_and_only_they() -> None:
+    from cdr_stream.records import RecordProcessor
+
+    config = GeneratorConfig(seed=5, invalid_rate=0.1, **dict.fromkeys(QUIRK_RATES, 0.1))
+    generator = FeedGenerator(config)
+    chunk = RecordProcessor("f").process_chunk([generator.row(i) for i in range(1, 3001)], 0)
+    assert [letter.id for letter in chunk.dead_letters] == [i for i in range(1, 3001) if generator.is_invalid(i)]
+    assert not chunk.unreadable_fields
+
+
+QUIRK_RATES = ("account_fee_rate", "credit_rate", "zero_bill_date_rate", "whole_float_rate", "offset_spelling_rate")
+
+
+def test_php_forms_come_at_their_rates_and_look_as_php_feeds_write_them() -> None:
+    config = GeneratorConfig(seed=9, span_records=8000, **dict.fromkeys(QUIRK_RATES, 0.05))
+    generator = FeedGenerator(config)
+    plain = FeedGenerator(GeneratorConfig(seed=9, span_records=8000))
+    seen: Counter[str] = Counter()
+    spellings: set[str] = set()
+    for i in range(1, 8001):
+        row, quirks = generator.row(i), generator.quirks(i)
+        seen.update(quirks)
+        if not quirks:
+            assert row == plain.row(i)
+        if "account_fee" in quirks or "credit" in quirks:
+            assert row["AParty"] == row["BParty"] == row["BillNumber"] == row["Direction"] == ""
+            assert row["CallType"] == "Service"
+        if "credit" in quirks:
+            assert Decimal(row["ChargeExcl"]) < 0 and Decimal(row["Charge"]) < 0
+        if "zero_bill_date" in quirks:
+            assert row["BillDate"] == "0000-00-00"
+        if "whole_float" in quirks:
+            for name in ("Seconds", "NetworkSeconds", "ConnectSeconds", "FreeUnitsUsed"):
+                assert re.fullmatch(r"-?\d+\.0", str(row[name])), row[name]
+        if "offset_spelling" in quirks:
+            spelled = str(row["UTCOffset"])
+            spellings.add(spelled)
+            # The local date and time are those of the spelled offset.
+            sign = -1 if spelled.startswith("-") else 1
+            hours, _, minutes = spelled.lstrip("+-").partition(":")
+            offset = sign * (int(hours) * 60 + int(minutes or 0))
+            utc = datetime.strptime(str(row["UTCDateTime"]), "%Y-%m-%d %H:%M:%S")
+            assert utc + timedelta(minutes=offset) == datetime.fromisoformat(f"{row['Date']}T{row['Time']}")
+    assert all(300 < seen[name] < 500 for name in QUIRKS), seen
+    assert {"+13", "13:00", "+12:45", "1"} <= spellings, spellings
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.0])
