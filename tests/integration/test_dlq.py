@@ -143,9 +143,11 @@ async def test_dead_letters_todays_rules_accept_are_published_once_through_kill_
 
     kills: list[int] = []
     for _ in range(2):
+        # Each process is killed only once it has committed chunks of its own.
+        before = await stored_progress(kafka, topics)
+        floor = before.last_id if before is not None else 0
         process = start_process(*command, log=log)
         deadline = time.monotonic() + 90
-        floor = kills[-1] if kills else 0
         while (progress := await stored_progress(kafka, topics)) is None or progress.last_id <= floor + 60:
             assert process.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the replay made no progress"
@@ -156,6 +158,7 @@ async def test_dead_letters_todays_rules_accept_are_published_once_through_kill_
         kills.append(progress.last_id)
     middle = await stored_progress(kafka, topics)
     assert middle is not None and not middle.finished, "the replay was over before the last kill"
+    assert kills[0] < kills[1] <= middle.last_id, "the second process committed before it was killed"
     process = start_process(*command, log=log)
     assert await asyncio.to_thread(process.wait, 120) == 0, log.read_text()[-3000:]
     text = log.read_text()
