@@ -144,8 +144,8 @@ async def test_dead_letters_todays_rules_accept_are_published_once_through_kill_
     kills: list[int] = []
     for _ in range(2):
         # Each process is killed only once it has committed chunks of its own.
-        before = await stored_progress(kafka, topics)
-        floor = before.last_id if before is not None else 0
+        stored = await stored_progress(kafka, topics)
+        floor = stored.last_id if stored is not None else 0
         process = start_process(*command, log=log)
         deadline = time.monotonic() + 90
         while (progress := await stored_progress(kafka, topics)) is None or progress.last_id <= floor + 60:
