@@ -4,7 +4,8 @@ rows again, marked as replayed, exactly once per run.
 A run is one feed, one window and one destination topic. It has its own transactional id, so it neither
 fences the feed's connector nor touches its offset, and its own key in the state topic. Its progress
 (hours done, and the last ID committed within the hour in flight) is committed in the same transaction as
-the rows, so the same command after a crash resumes exactly where the last commit left off.
+the rows, so the same command after a crash resumes exactly where the last commit left off (the loop is
+replay.MarkedRun, shared with `dlq replay`).
 
 Hours, not days: the page says nothing of how many rows one answer may hold, and a busy day can be far
 more than one answer. An hour is asked again from its last committed ID until an answer adds nothing, so
@@ -13,7 +14,6 @@ no page size is assumed; an hour that repeats at a daylight-saving change comes 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -23,29 +23,23 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import orjson
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from cdr_stream.answer_order import TempSpace
-from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, format_validation_error
-from cdr_stream.feed import FeedClient, FeedError, FeedTransport, FeedWindow
-from cdr_stream.logs import describe_error
-from cdr_stream.records import HEADER_REPLAY, ProcessedChunk, RecordProcessor
-from cdr_stream.state import StateReadError, read_state
-from cdr_stream.topics import prepare_topics
-from cdr_stream.writer import TransactionalWriter, WriteError, WriterFenced
+from cdr_stream.feed import FeedClient, FeedTransport, FeedWindow
+from cdr_stream.records import ProcessedChunk, RecordProcessor
+from cdr_stream.replay import MarkedRun, RunError
 
 log = logging.getLogger(__name__)
 
-#: Marks every event and dead letter a backfill publishes; the value is the run id.
 _DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Local time runs from UTC-12 to UTC+14: a window is surely over, or surely not begun, only beyond these.
 _LATEST_ZONE: Final = timedelta(hours=-12)
 _EARLIEST_ZONE: Final = timedelta(hours=14)
 
 
-class BackfillError(Exception):
+class BackfillError(RunError):
     """A backfill cannot go on for a reason a retry cannot fix; the message says why and what to do."""
 
 
@@ -234,11 +228,14 @@ def replay_topics(topics: TopicSettings, topic: str | None) -> TopicSettings:
         raise ConfigError(f"--topic {topic!r} cannot be used: {problems}") from None
 
 
-class Backfill:
+class Backfill(MarkedRun[BackfillProgress]):
     """One run: `await Backfill(...).run()` publishes the window's rows and returns the final progress.
 
     Made inside the event loop (its feed client opens an HTTP session).
     """
+
+    error = BackfillError
+    kind = "backfill"
 
     def __init__(
         self,
@@ -251,68 +248,40 @@ class Backfill:
         restart: bool = False,
         transport: FeedTransport | None = None,
     ) -> None:
-        self.settings = settings
-        self.feed = feed
+        topics = topics or settings.topics  # see replay_topics
+        self.identity = RunIdentity(feed.name, window, topics.events)
+        super().__init__(
+            settings,
+            feed,
+            topics,
+            state_key=self.identity.state_key,
+            id_suffix=self.identity.id_suffix,
+            observer=observer,
+        )
         self.observer = observer
         self.restart = restart
-        self.topics = topics or settings.topics  # see replay_topics
-        self.identity = RunIdentity(feed.name, window, self.topics.events)
         self.client = FeedClient(feed, transport, TempSpace(settings.tmp_dir, settings.tmp_max_bytes))
         self.processor = RecordProcessor(feed.name)
-        self.writer = TransactionalWriter(settings.kafka, self.topics, feed.name, id_suffix=self.identity.id_suffix)
         # Each hour is asked from the start: fromid=0, or 1 for a deployment configured to refuse 0.
         self.start_id = min(feed.initial_from_id, 1)
-        self.progress: BackfillProgress | None = None
         self._hours = window.hours()
-        self._failures = 0
 
-    async def run(self) -> BackfillProgress:
-        try:
-            return await self._run()
-        finally:
-            await self.writer.stop()
-            await self.client.close()
+    async def _close(self) -> None:
+        await self.client.close()
 
-    async def _run(self) -> BackfillProgress:
-        await prepare_topics(self.settings.kafka, self.topics)
-        while True:
-            try:
-                if self.progress is None:
-                    await self.writer.start()  # fences a stale process of this run before its progress is read
-                    self.progress = await self._load()
-                    self.observer.started(self.identity, self.progress)
-                await self._work(self.progress)
-                self.observer.finished(self.progress)
-                return self.progress
-            except WriterFenced:
-                raise BackfillError(
-                    f"another process took over this backfill (transactional id {self.writer.transactional_id!r})"
-                ) from None
-            except FeedError as exc:
-                if not exc.retryable:
-                    raise BackfillError(str(exc)) from None
-                await self._retry(exc.reason, str(exc), exc.retry_after)
-            except (WriteError, StateReadError, KafkaError, OSError) as exc:
-                # Whatever Kafka holds now is the truth: rebuild the producer and re-read the progress.
-                await self.writer.stop()
-                self.progress = None
-                await self._retry("kafka", describe_error(exc), None)
+    def _started(self, progress: BackfillProgress) -> None:
+        self.observer.started(self.identity, progress)
 
-    async def _retry(self, reason: str, message: str, retry_after: float | None) -> None:
-        self._failures += 1
-        wait = backoff_delay(
-            self._failures,
-            initial=self.feed.backoff_initial_seconds,
-            cap=self.feed.backoff_max_seconds,
-            retry_after=retry_after,
-        )
-        self.observer.retrying(reason, message, wait, self._failures)
-        await asyncio.sleep(wait)
+    def _finished(self, progress: BackfillProgress) -> None:
+        self.observer.finished(progress)
+
+    def _encode(self, progress: BackfillProgress) -> bytes:
+        return progress.encode(self.identity)
 
     async def _load(self) -> BackfillProgress:
         """The stored progress of this run; a fresh one (committed at once) when there is none or on restart."""
         key = self.identity.state_key
-        stored_value = (await read_state(self.settings.kafka, self.topics.state, lambda found: found == key)).get(key)
+        stored_value = await self._stored()
         stored = BackfillProgress.decode(stored_value) if stored_value is not None else None
         if stored is not None and stored.hours != len(self._hours):
             raise BackfillError(
@@ -326,7 +295,7 @@ class Backfill:
         self.restart = False  # from here on, a retry resumes the new run
         return fresh
 
-    async def _work(self, progress: BackfillProgress) -> None:
+    async def _work(self, progress: BackfillProgress) -> BackfillProgress:
         while not progress.finished:
             hour = self._hours[progress.done]
             while True:
@@ -347,13 +316,4 @@ class Backfill:
                     break  # the hour gave nothing more: it is done
             progress = await self._commit(ProcessedChunk(), progress.hour_done(self.start_id))
             self.observer.hour_done(progress, hour)
-
-    async def _commit(self, chunk: ProcessedChunk, progress: BackfillProgress) -> BackfillProgress:
-        """Publish the chunk and store `progress` in one transaction; only then is it the run's progress."""
-        headers = [(HEADER_REPLAY, progress.run.encode())]
-        await self.writer.commit_with_state(
-            chunk, self.identity.state_key, progress.encode(self.identity), headers=headers
-        )
-        self.progress = progress
-        self._failures = 0
         return progress

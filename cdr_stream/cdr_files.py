@@ -22,6 +22,8 @@ SHRUNK: Final = "shrunk"
 RENAMED: Final = "renamed"
 CHANGED_IN_FLIGHT: Final = "changed_in_flight"
 VANISHED_IN_FLIGHT: Final = "vanished_in_flight"
+#: A file whose name file_pattern does not match (or whose date is no date): never read, reported once.
+NOT_CDR_FILE: Final = "not_cdr_file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,11 @@ def cdr_files(listing: Iterable[tuple[str, FileMark]], pattern: re.Pattern[str])
         RemoteFile(name, mark, period) for name, mark in listing if (period := period_of(name, pattern)) is not None
     ]
     return sorted(files, key=lambda remote: (remote.period, remote.name))
+
+
+def not_cdr_files(listing: Iterable[tuple[str, FileMark]], pattern: re.Pattern[str]) -> list[str]:
+    """The names in a directory listing that are not CDR files' (the files `cdr_files` leaves out)."""
+    return sorted(name for name, _ in listing if period_of(name, pattern) is None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,11 @@ The checker reads the events and dead-letter topics to their end as a read_commi
 - IDs out of order within an account: per topic, partition and key, each ID must be above the last;
 - whether the state topic's last value for the feed equals the highest committed ID.
 
+Records a backfill published (header cdr-replay) are left out: they repeat the live sequence on purpose.
+Events `dlq replay` made of dead letters (cdr-replay with cdr-replay-source: dead-letter) count instead:
+a dead-lettered ID replayed once is one ID, not a duplicate; replayed twice, or replayed although a live
+event has it, it is a duplicate. They are not judged for order: they follow the live sequence by design.
+
 It is what the fault tests judge by, and `cdr-stream verify` runs it against a live deployment. IDs are
 kept in a bitmap (8 KiB per 65,536 IDs), so a check of millions of records stays small.
 """
@@ -19,13 +24,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.readback import committed_records
-from cdr_stream.records import HEADER_FEED, HEADER_REPLAY
+from cdr_stream.records import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
 from cdr_stream.state import StoredOffset
 
 _BLOCK_BITS: Final = 16
@@ -230,6 +235,8 @@ class CheckResult:
     unreadable: int = 0
     #: Records a backfill published again (header cdr-replay): not part of the live sequence, left out.
     replayed: int = 0
+    #: Events `dlq replay` made of dead letters: each ID counted once with its dead letter.
+    dead_letters_replayed: int = 0
 
     @property
     def missing_count(self) -> int:
@@ -274,6 +281,11 @@ class CheckResult:
         ]
         if self.replayed:
             lines.append(f"{self.replayed} replayed record(s) (header {HEADER_REPLAY}, from a backfill) left out")
+        if self.dead_letters_replayed:
+            lines.append(
+                f"{self.dead_letters_replayed} event(s) replayed from dead letters (dlq replay), each counted "
+                "once with its dead letter"
+            )
         if self.expected is not None:
             lines.append(f"expected {self.expected} IDs; {self.unexpected} other ID(s) seen")
         else:
@@ -318,7 +330,13 @@ class Tally:
         self.without_id = 0
         self.unreadable = 0
         self.replayed = 0
+        self.dead_letters_replayed = 0
         self.highest: int | None = None
+        # Which topic an ID was seen in, to judge the events dlq replay made of dead letters.
+        self.event_ids = IdSet()
+        self.dead_letter_ids = IdSet()
+        self.replayed_ids = IdSet()
+        self._replays_settled = False
         self.duplicates: dict[int, int] = {}
         self.doubled = IdSet()
         self.out_of_order: list[OutOfOrder] = []
@@ -331,8 +349,12 @@ class Tally:
         if record.topic == self.topics.state:
             self._add_state(record)
             return
-        if any(name == HEADER_REPLAY for name, _ in record.headers or ()):
-            self.replayed += 1
+        headers = dict(record.headers or ())
+        if HEADER_REPLAY in headers:
+            if record.topic == self.topics.events and headers.get(HEADER_REPLAY_SOURCE) == REPLAY_SOURCE_DEAD_LETTER:
+                self._add_replayed_dead_letter(record)
+            else:
+                self.replayed += 1
             return
         value = self._value_of_feed(record)
         if value is None:
@@ -345,12 +367,37 @@ class Tally:
                 return
         else:
             self.events += 1
-        if not isinstance(record_id, int) or isinstance(record_id, bool) or record_id <= 0:
+        if not _is_id(record_id):
             self.unreadable += 1
             return
         self._count(record_id)
+        (self.dead_letter_ids if record.topic == self.topics.dead_letter else self.event_ids).add(record_id)
         if record.key is not None:
             self._check_order(record, record_id)
+
+    def _add_replayed_dead_letter(self, record: Any) -> None:
+        value = self._value_of_feed(record)
+        if value is None:
+            return
+        record_id = value.get("id")
+        if not _is_id(record_id):
+            self.unreadable += 1
+            return
+        self.dead_letters_replayed += 1
+        if not self.replayed_ids.add(record_id):
+            self._doubled(record_id)  # replayed twice
+
+    def settle_replays(self) -> None:
+        """Count each ID replayed from a dead letter once the topics are read: with its dead letter when
+        that is still there; as a duplicate when a live event has it too; as an ID of its own otherwise."""
+        if self._replays_settled:
+            return
+        self._replays_settled = True
+        for record_id in self.replayed_ids:
+            if record_id in self.event_ids:
+                self._doubled(record_id)
+            elif record_id not in self.dead_letter_ids:
+                self._count(record_id)  # its dead letter is gone (retention)
 
     def _value_of_feed(self, record: Any) -> dict[str, Any] | None:
         header = next((value for name, value in record.headers or () if name == HEADER_FEED), None)
@@ -368,11 +415,14 @@ class Tally:
 
     def _count(self, record_id: int) -> None:
         if not self.seen.add(record_id):
-            self.doubled.add(record_id)
-            if record_id in self.duplicates or len(self.duplicates) < _KEEP:
-                self.duplicates[record_id] = self.duplicates.get(record_id, 1) + 1
+            self._doubled(record_id)
         if self.highest is None or record_id > self.highest:
             self.highest = record_id
+
+    def _doubled(self, record_id: int) -> None:
+        self.doubled.add(record_id)
+        if record_id in self.duplicates or len(self.duplicates) < _KEEP:
+            self.duplicates[record_id] = self.duplicates.get(record_id, 1) + 1
 
     def _check_order(self, record: Any, record_id: int) -> None:
         where = (record.topic, record.partition, record.key)
@@ -397,8 +447,13 @@ class Tally:
             self.state_unreadable = True
 
 
+def _is_id(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def judge(tally: Tally, expectation: Expectation | None) -> CheckResult:
     """The verdict on what was read, against an expectation (or none)."""
+    tally.settle_replays()
     seen = tally.seen
     missing: tuple[IdRange, ...] = ()
     possible_gaps: tuple[IdRange, ...] = ()
@@ -433,6 +488,7 @@ def judge(tally: Tally, expectation: Expectation | None) -> CheckResult:
         out_of_order_count=tally.out_of_order_count,
         unreadable=tally.unreadable + tally.state_unreadable,
         replayed=tally.replayed,
+        dead_letters_replayed=tally.dead_letters_replayed,
     )
 
 

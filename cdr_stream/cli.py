@@ -1,4 +1,5 @@
-"""The `cdr-stream` command: run, backfill, verify, simulate, state show, state set. Thin: it parses and delegates."""
+"""The `cdr-stream` command: run, backfill, verify, simulate, state show, state set, dlq show, dlq replay.
+Thin: it parses and delegates."""
 
 from __future__ import annotations
 
@@ -21,10 +22,18 @@ from cdr_stream.backfill import Backfill, BackfillError, BackfillWindow, parse_d
 from cdr_stream.checker import Expectation, ExpectationError, check_feed, parse_range, read_id_file
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, load_settings
 from cdr_stream.connector import Connector
+from cdr_stream.dlq import (
+    DlqReplay,
+    DlqReplayError,
+    ReplayLog,
+    ReplayObservers,
+    ReplaySelection,
+    summarize_dead_letters,
+)
 from cdr_stream.endpoints import EndpointError, Endpoints
 from cdr_stream.health import FeedHealth
 from cdr_stream.logs import configure_logging, describe_error
-from cdr_stream.metrics import ConnectorMetrics
+from cdr_stream.metrics import ConnectorMetrics, ReplayMetrics
 from cdr_stream.poller import ObserverGroup
 from cdr_stream.presence import SESSION_TIMEOUT_MS, presence_group, running_members
 from cdr_stream.progress import BackfillReport, ProgressLog
@@ -121,7 +130,43 @@ def build_parser() -> argparse.ArgumentParser:
     expect = verify.add_mutually_exclusive_group()
     expect.add_argument("--expect-ids", type=Path, metavar="FILE", help="a file of the expected IDs, one per line")
     expect.add_argument("--expect-range", metavar="A-B", help="the expected IDs, A to B (both included)")
+
+    dlq = commands.add_parser("dlq", help="look at a feed's dead letters, or replay them with today's rules")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_show = dlq_commands.add_parser(
+        "show", help="count a feed's dead letters by rule and field, with the oldest, the newest and samples"
+    )
+    _add_config(dlq_show)
+    dlq_show.add_argument("--feed", required=True, help="the feed name, as configured")
+    replay = dlq_commands.add_parser(
+        "replay",
+        help="publish the dead letters today's rules accept, each ID once, marked as replayed",
+        description="Read the feed's dead letters and put each row through today's rules. A row that passes "
+        "is published to the events topic with a cdr-replay header, unless the events topic already holds its "
+        "ID; a row that still fails stays in the dead-letter topic. Exactly once, a transaction per chunk: "
+        "run the same command again to resume after a crash or a stop. Safe while the feed's connector runs.",
+    )
+    _add_config(replay)
+    replay.add_argument("--feed", required=True, help="the feed name, as configured")
+    replay.add_argument("--rule", help="only the dead letters of this rule (as dlq show names it)")
+    replay.add_argument("--from-id", type=_argument(_positive), help="only dead letters with an ID from this one")
+    replay.add_argument("--to-id", type=_argument(_positive), help="only dead letters with an ID up to this one")
+    replay.add_argument(
+        "--chunk-size",
+        type=_argument(_positive),
+        help="dead letters per transaction (default: the feed's max_rows_per_transaction)",
+    )
+    replay.add_argument(
+        "--metrics-file", type=Path, metavar="FILE", help="write the run's metrics here (Prometheus text format)"
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_backfill(settings, args)
     if args.command == "verify":
         return asyncio.run(verify_feed(settings, args.feed, args.expect_ids, args.expect_range))
+    if args.command == "dlq":
+        return run_dlq(settings, args)
     if args.state_command == "show":
         return asyncio.run(show_state(settings))
     return asyncio.run(set_state(settings, args.feed, args.last_id))
@@ -216,6 +263,63 @@ async def _backfill(
     except (TopicSetupError, KafkaError, OSError) as exc:
         log.error("backfill failed: %s; run the same command again to resume", describe_error(exc))
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        feed = settings.feed(args.feed)
+        selection = (
+            ReplaySelection(args.rule, args.from_id, args.to_id) if args.dlq_command == "replay" else ReplaySelection()
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"cdr-stream: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.dlq_command == "show":
+        return asyncio.run(_show_dead_letters(settings, feed))
+    return asyncio.run(_replay_dead_letters(settings, feed, selection, args.chunk_size, args.metrics_file))
+
+
+async def _show_dead_letters(settings: Settings, feed: FeedSettings) -> int:
+    try:
+        summary = await summarize_dead_letters(settings, feed.name)
+    except (KafkaError, TopicMissingError, OSError) as exc:
+        log.error("the dead-letter topic could not be read: %s", describe_error(exc))
+        return EXIT_FAILED
+    print(summary.render(settings.secrets()))
+    return EXIT_OK
+
+
+async def _replay_dead_letters(
+    settings: Settings,
+    feed: FeedSettings,
+    selection: ReplaySelection,
+    chunk_size: int | None,
+    metrics_file: Path | None,
+) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # What was committed stays committed, with its progress; a commit cut short is aborted.
+        loop.add_signal_handler(signum, task.cancel)
+    metrics = ReplayMetrics(feed.name)
+    replay = DlqReplay(settings, feed, selection, ReplayObservers(ReplayLog(), metrics), chunk_size=chunk_size)
+    try:
+        progress = await replay.run()
+    except asyncio.CancelledError:
+        log.error("dead-letter replay stopped before its end; run the same command again to resume")
+        return EXIT_FAILED
+    except DlqReplayError as exc:
+        log.error("dead-letter replay stopped: %s", exc)
+        return EXIT_FAILED
+    except (TopicSetupError, TopicMissingError, KafkaError, OSError) as exc:
+        log.error("dead-letter replay failed: %s; run the same command again to resume", describe_error(exc))
+        return EXIT_FAILED
+    finally:
+        if metrics_file is not None:
+            metrics.write(metrics_file)
+    print(f"feed {feed.name}: dead-letter replay {progress.run} ({selection.label}): {progress.summary()}")
     return EXIT_OK
 
 

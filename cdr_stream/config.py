@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "CDR_STREAM_"
 PROVIDER_MIN_POLL_SECONDS = 600.0
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# A CDR file's name carries the start of its period: a day (YYYYMMDD), an hour or a 20-minute slot (_HHMM).
-DEFAULT_FILE_PATTERN = r".*?(?P<stamp>\d{8}(?:[_T-]?\d{2}(?:\d{2})?)?)\.(?:csv|txt|pipe|json)"
+# A CDR file's name carries the start of its period: a day (YYYYMMDD, YYYY-MM-DD or YYYY_MM_DD), an hour
+# or a 20-minute slot (HH or HHMM after it, HH and MM apart or not).
+DEFAULT_FILE_PATTERN = (
+    r".*?(?P<stamp>\d{4}(?P<sep>[-_]?)\d{2}(?P=sep)\d{2}(?:[_T-]?\d{2}(?:[-_]?\d{2})?)?)\.(?:csv|txt|pipe|json)"
+)
 # Settings of the web service that mean nothing to a feed collected over SFTP.
 _HTTP_ONLY = ("url", "login", "password", "password_env", "password_file", "callsonly", "servicesonly", "ca_file")
 
@@ -85,7 +88,7 @@ class SftpSettings(_Model):
         default=DEFAULT_FILE_PATTERN,
         min_length=1,
         description="regular expression a CDR file's whole name matches; its group `stamp` holds the start of "
-        "the file's period: YYYYMMDD, optionally followed by HH or HHMM",
+        "the file's period: YYYYMMDD, YYYY-MM-DD or YYYY_MM_DD, optionally followed by HH or HHMM",
     )
     settle_seconds: float = Field(
         default=30.0,

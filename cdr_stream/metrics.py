@@ -10,14 +10,23 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    write_to_textfile,
+)
 from prometheus_client.process_collector import ProcessCollector
 
 from cdr_stream import __version__
 from cdr_stream.answer_order import TempSpace
-from cdr_stream.cdr_files import CHANGED, RENAMED, SHRUNK
+from cdr_stream.cdr_files import CHANGED, NOT_CDR_FILE, RENAMED, SHRUNK
 from cdr_stream.health import FeedHealth
 from cdr_stream.poller import PageReport
 from cdr_stream.records import (
@@ -29,6 +38,9 @@ from cdr_stream.records import (
     RULE_TOO_LARGE,
     UNREADABLE_LABELS,
 )
+
+if TYPE_CHECKING:
+    from cdr_stream.dlq import ChunkOutcome, ReplayIdentity, ReplayProgress
 
 #: Why a poll failed: the feed's answers (feed.py, parse.py, textparse.py, sftp.py) and the Kafka side
 #: (poller.py). tests/test_metrics.py checks that every reason raised in the package is listed here.
@@ -72,6 +84,8 @@ UNREADABLE_FIELDS: Final = (*UNREADABLE_LABELS, "other")
 DROP_REASONS: Final = ("already_seen", "duplicate_in_answer")
 #: Why a file source skipped a file (cdr_files.py).
 FILE_ANOMALIES: Final = (CHANGED, SHRUNK, RENAMED, "other")
+#: What `dlq replay` did with a dead letter (dlq.py): the outcomes it counts.
+REPLAY_OUTCOMES: Final = ("replayed", "already_published", "still_failing", "skipped")
 #: Failures after which the transaction in flight was aborted or left in doubt.
 _ABORTING_REASONS: Final = frozenset({"commit_timeout", "commit_failed"})
 
@@ -197,6 +211,13 @@ class ConnectorMetrics:
             ["feed"],
             registry=r,
         )
+        self.files_unmatched = Counter(
+            "cdr_stream_files_unmatched",
+            "Files in an SFTP feed's directory whose name file_pattern does not match: not collected "
+            "(each name counted once per process).",
+            ["feed"],
+            registry=r,
+        )
         for feed in feeds:
             self._create_series(feed)
             self.ready.labels(feed).set_function(partial(_ready, health, feed))
@@ -206,7 +227,7 @@ class ConnectorMetrics:
                 self.spill_bytes.labels(feed).set(0)
 
     def _create_series(self, feed: str) -> None:
-        for family in (self.polls, self.fetched, self.published, self.committed, self.aborted):
+        for family in (self.polls, self.fetched, self.published, self.committed, self.aborted, self.files_unmatched):
             family.labels(feed)
         for histogram in (self.poll_duration, self.commit_duration):
             histogram.labels(feed)
@@ -274,7 +295,75 @@ class ConnectorMetrics:
             self.aborted.labels(feed).inc()
 
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+        if reason == NOT_CDR_FILE:
+            self.files_unmatched.labels(feed).inc()
+            return
         self.file_anomalies.labels(feed, _bounded(reason, FILE_ANOMALIES)).inc()
 
     def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:
         """cdr_stream_spill_bytes reads the disk in use itself."""
+
+
+class ReplayMetrics:
+    """What one `dlq replay` process did, for a Prometheus textfile collector (`--metrics-file`): a
+    ReplayObserver. The series exist at 0 from the start; `outcome` and `rule` come from closed sets."""
+
+    def __init__(self, feed: str, registry: CollectorRegistry | None = None) -> None:
+        self.feed = feed
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.dead_letters = Counter(
+            "cdr_stream_dead_letters_replayed",
+            "Dead letters a dlq replay went through, by outcome (replayed: published as an event now).",
+            ["feed", "outcome"],
+            registry=r,
+        )
+        self.still_failing = Counter(
+            "cdr_stream_dead_letters_still_failing",
+            "Dead letters a dlq replay left in place because today's rules refuse them too, by rule.",
+            ["feed", "rule"],
+            registry=r,
+        )
+        self.transactions = Counter(
+            "cdr_stream_dlq_replay_transactions_committed", "Transactions a dlq replay committed.", ["feed"], registry=r
+        )
+        self.retries = Counter(
+            "cdr_stream_dlq_replay_retries", "Kafka failures a dlq replay retried.", ["feed"], registry=r
+        )
+        for outcome in REPLAY_OUTCOMES:
+            self.dead_letters.labels(feed, outcome)
+        for rule in DEAD_LETTER_RULES:
+            self.still_failing.labels(feed, rule)
+        self.transactions.labels(feed)
+        self.retries.labels(feed)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def write(self, path: Path) -> None:
+        """Write the metrics for node_exporter's textfile collector (atomically: a temporary file, renamed)."""
+        write_to_textfile(str(path), self.registry)
+
+    # --- ReplayObserver ----------------------------------------------------------------------------
+
+    def started(self, identity: ReplayIdentity, progress: ReplayProgress, candidates: int) -> None:
+        """Nothing to count."""
+
+    def committed(self, progress: ReplayProgress, outcome: ChunkOutcome) -> None:
+        self.transactions.labels(self.feed).inc()
+        counts = {
+            "replayed": outcome.replayed,
+            "already_published": outcome.already_published,
+            "still_failing": sum(outcome.still_failing.values()),
+            "skipped": sum(outcome.skipped.values()),
+        }
+        for name, count in counts.items():
+            self.dead_letters.labels(self.feed, name).inc(count)
+        for rule, count in outcome.still_failing.items():
+            self.still_failing.labels(self.feed, _bounded(rule, DEAD_LETTER_RULES)).inc(count)
+
+    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+        self.retries.labels(self.feed).inc()
+
+    def finished(self, progress: ReplayProgress) -> None:
+        """Nothing to count: every chunk was counted when it committed."""

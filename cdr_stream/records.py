@@ -43,8 +43,11 @@ FUTURE_TOLERANCE: Final = timedelta(minutes=15)
 HEADER_SCHEMA_VERSION: Final = "cdr-schema-version"
 HEADER_FEED: Final = "cdr-feed"
 HEADER_DLQ_RULE: Final = "cdr-dlq-rule"
-#: Marks a record that `cdr-stream backfill` published again; its value is the backfill run's id.
+#: Marks a record that `cdr-stream backfill` or `cdr-stream dlq replay` published; its value is the run's id.
 HEADER_REPLAY: Final = "cdr-replay"
+#: Beside cdr-replay on an event `cdr-stream dlq replay` made of a dead letter, with the value below.
+HEADER_REPLAY_SOURCE: Final = "cdr-replay-source"
+REPLAY_SOURCE_DEAD_LETTER: Final = b"dead-letter"
 
 # Rule names are a closed set: they label metrics and let consumers of the dead-letter topic branch.
 RULE_NOT_AN_OBJECT: Final = "not_an_object"

@@ -22,7 +22,17 @@ from typing import Any, TypeVar
 import asyncssh
 
 from cdr_stream.answer_order import OrderedRows, SpillError, TempSpace, ordered_rows
-from cdr_stream.cdr_files import Plan, RemoteFile, SettleTracker, ToRead, cdr_files, plan
+from cdr_stream.cdr_files import (
+    NOT_CDR_FILE,
+    Anomaly,
+    Plan,
+    RemoteFile,
+    SettleTracker,
+    ToRead,
+    cdr_files,
+    not_cdr_files,
+    plan,
+)
 from cdr_stream.config import FeedSettings, SftpSettings
 from cdr_stream.feed import FeedAuthError, FeedError
 from cdr_stream.parse import AnswerFormatError, answer_row_chunks
@@ -142,6 +152,15 @@ class SftpSource:
             regular = stat.S_ISREG(attrs.permissions) if attrs.permissions is not None else attrs.type == 1
             if regular and attrs.size is not None and attrs.mtime is not None:
                 listing.append((str(entry.filename), FileMark(int(attrs.size), int(attrs.mtime))))
+        for name in not_cdr_files(listing, self._pattern):
+            self._report_once(
+                Anomaly(
+                    name,
+                    NOT_CDR_FILE,
+                    f"file {name} in {self._settings.directory} is not collected: its name does not match "
+                    "file_pattern (a CDR file's name carries the date of its period)",
+                )
+            )
         files = cdr_files(listing, self._pattern)
         self._settle.observe(files, self._clock())
         return files
@@ -174,14 +193,17 @@ class SftpSource:
         raise AssertionError("unreachable")
 
     def _report(self, planned: Plan) -> None:
-        """Each anomaly once per process (its message names the sizes and mtimes involved), not every poll."""
         for anomaly in planned.anomalies:
-            key = (anomaly.name, anomaly.reason, anomaly.message)
-            if key not in self._reported:
-                self._reported.add(key)
-                self._observer.file_anomaly(
-                    self._feed.name, name=anomaly.name, reason=anomaly.reason, message=anomaly.message
-                )
+            self._report_once(anomaly)
+
+    def _report_once(self, anomaly: Anomaly) -> None:
+        """Each anomaly once per process (its message names the sizes and mtimes involved), not every poll."""
+        key = (anomaly.name, anomaly.reason, anomaly.message)
+        if key not in self._reported:
+            self._reported.add(key)
+            self._observer.file_anomaly(
+                self._feed.name, name=anomaly.name, reason=anomaly.reason, message=anomaly.message
+            )
 
     async def _poll(self, sftp: asyncssh.SFTPClient, position: FilesPosition) -> AsyncIterator[Batch]:
         planned, ready = await self._plan(sftp, position)

@@ -14,6 +14,7 @@ from cdr_stream.cdr_files import (
     RemoteFile,
     SettleTracker,
     cdr_files,
+    not_cdr_files,
     period_of,
     plan,
 )
@@ -35,6 +36,18 @@ def listed(*names: str, size: int = 100) -> list[RemoteFile]:
         ("cdr_20240405_10.txt", datetime(2024, 4, 5, 10)),
         ("cdr_20240405_1000.pipe", datetime(2024, 4, 5, 10)),
         ("cdr-20240405T1040.csv", datetime(2024, 4, 5, 10, 40)),
+        ("CDR_2026-03-01.csv", datetime(2026, 3, 1)),
+        ("CDR_2026_03_01.csv", datetime(2026, 3, 1)),
+        ("CDR_2026-03-01_10.csv", datetime(2026, 3, 1, 10)),
+        ("CDR_2026-03-01T1020.csv", datetime(2026, 3, 1, 10, 20)),
+        ("CDR_2026-03-01_10-20.json", datetime(2026, 3, 1, 10, 20)),
+        ("cdr_2026_03_01_10_20.pipe", datetime(2026, 3, 1, 10, 20)),
+        ("cdr-2026-03-01-1020.txt", datetime(2026, 3, 1, 10, 20)),
+        ("CDR_2026-03_01.csv", None),  # two spellings in one date
+        ("CDR_2026-0301.csv", None),
+        ("CDR-01032026.csv", None),  # day first: no such month
+        ("CDR_2026-02-30.csv", None),
+        ("CDR_2026-03-01_25.csv", None),  # no such hour
         ("cdr_20240231.csv", None),  # no such day
         ("cdr_20240405.csv.part", None),  # still being uploaded under a temporary name
         ("README.txt", None),
@@ -53,6 +66,29 @@ def test_files_are_in_period_order_then_by_name() -> None:
         "a_20240406.csv",
         "b_20240406.csv",
     ]
+
+
+def test_files_dated_in_different_spellings_are_in_time_order() -> None:
+    names = [
+        "cdr_20260301_1100.csv",
+        "CDR_2026-03-01_10.csv",
+        "CDR_2026_03_01_1020.csv",
+        "CDR-2026-02-28.csv",
+        "cdr_2026-03-01.csv",
+        "notes_2026.txt",
+    ]
+    assert [f.name for f in listed(*names)] == [
+        "CDR-2026-02-28.csv",
+        "cdr_2026-03-01.csv",
+        "CDR_2026-03-01_10.csv",
+        "CDR_2026_03_01_1020.csv",
+        "cdr_20260301_1100.csv",
+    ]
+
+
+def test_the_names_that_are_not_cdr_files_are_listed_apart() -> None:
+    marks = [(name, FileMark(1, 1)) for name in ("b.txt", "cdr_20240405.csv", "a.csv.part", "CDR_2026-03-01.csv")]
+    assert not_cdr_files(marks, PATTERN) == ["a.csv.part", "b.txt"]
 
 
 def test_new_files_are_read_in_order_and_committed_ones_are_not() -> None:

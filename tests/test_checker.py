@@ -23,7 +23,7 @@ from cdr_stream.checker import (
     read_id_file,
 )
 from cdr_stream.config import TopicSettings
-from cdr_stream.records import HEADER_FEED, HEADER_REPLAY
+from cdr_stream.records import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
 
 TOPICS = TopicSettings(events="ev", dead_letter="dlq", state="st")
 
@@ -205,3 +205,44 @@ def test_records_a_backfill_replayed_are_left_out_and_counted() -> None:
     assert result.clean, result.summary()
     assert result.replayed == 3 and result.highest_id == 2
     assert "3 replayed record(s)" in result.summary()
+
+
+def from_dead_letter(record_id: int, run: bytes = b"dlq-f-abc-1", account: str = "a1") -> Record:
+    """An event `dlq replay` made of a dead letter."""
+    record = event(record_id, account)
+    record.headers += [(HEADER_REPLAY, run), (HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER)]
+    return record
+
+
+@pytest.mark.parametrize("replay_first", [False, True])
+def test_a_dead_letter_replayed_once_counts_once_whatever_the_read_order(replay_first: bool) -> None:
+    # The replay comes after the live sequence, so its IDs are lower than the account's last live one.
+    live = [event(1), letter(2), event(3), letter(4), event(5), state(5)]
+    replays = [from_dead_letter(2), from_dead_letter(4)]
+    records = [*replays, *live] if replay_first else [*live, *replays]
+    result = judge(tally_of(*records), IdRange(1, 5))
+    assert result.clean, result.summary()
+    assert (result.distinct_ids, result.dead_letters_replayed, result.replayed) == (5, 2, 0)
+    assert "2 event(s) replayed from dead letters" in result.summary()
+
+
+def test_a_dead_letter_replayed_twice_or_over_a_live_event_is_a_duplicate() -> None:
+    twice = judge(
+        tally_of(event(1), letter(2), state(2), from_dead_letter(2), from_dead_letter(2, b"dlq-f-abc-2")), None
+    )
+    assert twice.duplicates == {2: 2} and not twice.clean
+    over_live = judge(tally_of(event(1), event(2), state(2), from_dead_letter(2)), None)
+    assert over_live.duplicates == {2: 2} and not over_live.clean
+
+
+def test_a_replayed_dead_letter_whose_dead_letter_is_gone_still_counts_its_id() -> None:
+    result = judge(tally_of(event(1), event(3), state(3), from_dead_letter(2)), IdRange(1, 3))
+    assert result.clean and result.distinct_ids == 3, result.summary()
+
+
+def test_a_backfill_replay_is_still_left_out_beside_a_dead_letter_replay() -> None:
+    backfilled = event(2)
+    backfilled.headers.append((HEADER_REPLAY, b"f-abc-1"))
+    result = judge(tally_of(event(1), letter(2), state(2), backfilled, from_dead_letter(2)), IdRange(1, 2))
+    assert result.clean, result.summary()
+    assert (result.replayed, result.dead_letters_replayed) == (1, 1)

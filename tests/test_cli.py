@@ -74,7 +74,17 @@ def test_backfill_refuses_a_bad_window_with_exit_2_and_says_why(
 
 
 @pytest.mark.parametrize(
-    "command", [["run"], ["backfill"], ["verify"], ["simulate"], ["state", "show"], ["state", "set"]]
+    "command",
+    [
+        ["run"],
+        ["backfill"],
+        ["verify"],
+        ["simulate"],
+        ["state", "show"],
+        ["state", "set"],
+        ["dlq", "show"],
+        ["dlq", "replay"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
@@ -97,6 +107,53 @@ def test_verify_refuses_an_unknown_feed_or_a_bad_expectation_with_exit_2(
     config.write_text('[[feeds]]\nname = "hero"\nurl = "http://127.0.0.1:9/f"\nlogin = "1"\npassword = "p"\n')
     assert main(["verify", "--config", str(config), *expect]) == EXIT_CONFIG
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--feed", "other"], "no feed named 'other'"),
+        (["--feed", "hero", "--from-id", "9", "--to-id", "3"], "--to-id 3 is below --from-id 9"),
+    ],
+)
+def test_dlq_replay_refuses_an_unknown_feed_or_an_empty_range_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    config = tmp_path / "c.toml"
+    # Kafka is unreachable on purpose: the command must refuse before it tries it.
+    config.write_text(
+        '[[feeds]]\nname = "hero"\nurl = "http://127.0.0.1:9/f"\nlogin = "1"\npassword = "p"\n'
+        '[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
+    )
+    assert main(["dlq", "replay", "--config", str(config), *options]) == EXIT_CONFIG
+    assert message in capsys.readouterr().err
+    assert main(["dlq", "show", "--config", str(config), "--feed", "other"]) == EXIT_CONFIG
+
+
+def test_dlq_replay_arguments() -> None:
+    selection = ["--rule", "pointer_row", "--from-id", "5", "--to-id", "50"]
+    args = build_parser().parse_args(
+        ["dlq", "replay", "--config", "c", "--feed", "f", *selection, "--chunk-size", "7", "--metrics-file", "m.prom"]
+    )
+    assert (args.rule, args.from_id, args.to_id, args.chunk_size, args.metrics_file) == (
+        "pointer_row",
+        5,
+        50,
+        7,
+        Path("m.prom"),
+    )
+    defaults = build_parser().parse_args(["dlq", "replay", "--config", "c", "--feed", "f"])
+    assert (defaults.rule, defaults.from_id, defaults.to_id, defaults.chunk_size) == (None, None, None, None)
+
+
+@pytest.mark.parametrize("bad", [["--chunk-size", "0"], ["--from-id", "-3"], ["--to-id", "x"], ["--from-id", "\u0661"]])
+def test_dlq_replay_refuses_what_is_not_a_positive_whole_number(
+    bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["dlq", "replay", "--config", "c", "--feed", "f", *bad])
+    assert exited.value.code == 2
+    assert "is not a whole number of at least 1" in capsys.readouterr().err
 
 
 def test_verify_takes_one_expectation_at_most() -> None:

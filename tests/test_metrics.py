@@ -10,7 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from cdr_stream.answer_order import TempSpace
 from cdr_stream.config import Settings, parse_settings
 from cdr_stream.health import FeedHealth
-from cdr_stream.metrics import DEAD_LETTER_RULES, FAILURE_REASONS, UNREADABLE_FIELDS, ConnectorMetrics
+from cdr_stream.metrics import (
+    DEAD_LETTER_RULES,
+    FAILURE_REASONS,
+    REPLAY_OUTCOMES,
+    UNREADABLE_FIELDS,
+    ConnectorMetrics,
+    ReplayMetrics,
+)
 from cdr_stream.poller import PageReport
 
 FEEDS = ("east", "west")
@@ -69,6 +76,7 @@ def test_every_series_exists_at_zero_from_the_start() -> None:
             assert ours[("cdr_stream_records_dropped_total", (("feed", feed), ("reason", reason)))] == 0
         for reason in ("changed", "shrunk", "renamed"):
             assert ours[("cdr_stream_file_anomalies_total", (("feed", feed), ("reason", reason)))] == 0
+        assert ours[("cdr_stream_files_unmatched_total", (("feed", feed),))] == 0
     build = [key for key in ours if key[0] == "cdr_stream_build_info"]
     assert len(build) == 1 and ours[build[0]] == 1
     assert any(name == "process_start_time_seconds" for name, _ in samples)
@@ -157,6 +165,54 @@ def test_file_anomalies_are_counted_by_reason() -> None:
     metrics.file_anomaly("west", name="x", reason="odd", message="m")
     assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="renamed") == 1
     assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="other") == 1
+
+
+def test_files_that_are_not_cdr_files_have_a_counter_of_their_own() -> None:
+    metrics, _ = _metrics()
+    metrics.file_anomaly("west", name="notes.txt", reason="not_cdr_file", message="m")
+    assert _value(metrics, "cdr_stream_files_unmatched_total", feed="west") == 1
+    assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="other") == 0
+
+
+def test_replay_metrics_exist_at_zero_and_count_outcomes_and_rules(tmp_path: Path) -> None:
+    from cdr_stream.dlq import ChunkOutcome, ReplayProgress
+
+    metrics = ReplayMetrics("east")
+    text = metrics.render().decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    for name in REPLAY_OUTCOMES:
+        assert samples[("cdr_stream_dead_letters_replayed_total", (("feed", "east"), ("outcome", name)))] == 0
+    for rule in DEAD_LETTER_RULES:
+        assert samples[("cdr_stream_dead_letters_still_failing_total", (("feed", "east"), ("rule", rule)))] == 0
+    outcome = ChunkOutcome(replayed=4, already_published=2, skipped=Counter({"truncated": 1}))
+    outcome.still_failing.update({"invalid_value": 2, "a rule of a later version": 1})
+    metrics.committed(ReplayProgress("r", 1), outcome)
+    metrics.retrying("kafka", "m", 1.0, 1)
+    path = tmp_path / "replay.prom"
+    metrics.write(path)
+    written = path.read_text()
+    for line in (
+        'cdr_stream_dead_letters_replayed_total{feed="east",outcome="replayed"} 4.0',
+        'cdr_stream_dead_letters_replayed_total{feed="east",outcome="already_published"} 2.0',
+        'cdr_stream_dead_letters_replayed_total{feed="east",outcome="still_failing"} 3.0',
+        'cdr_stream_dead_letters_replayed_total{feed="east",outcome="skipped"} 1.0',
+        'cdr_stream_dead_letters_still_failing_total{feed="east",rule="invalid_value"} 2.0',
+        'cdr_stream_dead_letters_still_failing_total{feed="east",rule="other"} 1.0',
+        'cdr_stream_dlq_replay_transactions_committed_total{feed="east"} 1.0',
+        'cdr_stream_dlq_replay_retries_total{feed="east"} 1.0',
+    ):
+        assert line in written
+
+
+def test_every_replay_outcome_the_replay_counts_has_its_label() -> None:
+    from cdr_stream.dlq import ChunkOutcome
+
+    counted = {name for name in ChunkOutcome.__slots__ if name != "chunk"}
+    assert counted == set(REPLAY_OUTCOMES)
 
 
 def _raised_reasons() -> set[str]:

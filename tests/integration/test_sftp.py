@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from pathlib import Path
@@ -13,6 +14,9 @@ import pytest
 
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector, ConnectorError
+from cdr_stream.health import FeedHealth
+from cdr_stream.metrics import ConnectorMetrics
+from cdr_stream.poller import ObserverGroup
 from cdr_stream.progress import ProgressLog
 from cdr_stream.records import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
@@ -197,6 +201,63 @@ async def test_a_file_in_any_order_is_published_whole(
     published = await read_published(kafka, topics)
     assert len(published.states) >= 100, "the file's rows went into many transactions (100 rows each)"
     assert list((tmp_path / "spill").iterdir()) == [], "the sort's files are removed"
+
+
+def respelled(name: str, number: int) -> str:
+    """`cdr_YYYYMMDD_HHMM.ext` spelled the ways providers date their files, in turn."""
+    stem, ext = name.rsplit(".", 1)
+    day, time_of_day = stem.removeprefix("cdr_").split("_")
+    y, m, d, hh, mm = day[:4], day[4:6], day[6:], time_of_day[:2], time_of_day[2:]
+    spellings = [
+        f"CDR_{y}-{m}-{d}_{hh}.{ext}",
+        f"cdr_{y}_{m}_{d}_{hh}{mm}.{ext}",
+        f"CDR-{y}-{m}-{d}T{hh}-{mm}.{ext}",
+        name,
+    ]
+    return spellings[number % len(spellings)]
+
+
+async def test_files_dated_with_dashes_and_underscores_are_collected_in_time_order_and_others_reported(
+    kafka: KafkaSettings, topics: TopicSettings, sshd: SshServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    gen = generator(600)
+    ids = range(1, 601)
+    directory = sshd.new_directory()
+    files = write_cdr_files(directory, gen, ids, fmt="json", period="hourly")
+    renamed = []
+    for number, file in enumerate(files):
+        target = directory / respelled(file.name, number)
+        file.path.rename(target)
+        renamed.append(CdrFile(target, file.ids))
+    # By name, "CDR-..." < "CDR_..." < "cdr_...": read in name order, later hours would come first and
+    # the rows of the earlier ones would be dropped as already delivered.
+    assert sorted(f.name for f in renamed) != [f.name for f in renamed]
+    others = ["CDR-01032026.json", "README.txt", f"{files[0].name}.part"]  # a day-first date, a note, an upload
+    for name in others:
+        (directory / name).write_text("not a CDR file\n")
+
+    recorder = Recorder()
+    settings = sftp_settings(kafka, topics, sftp_table(sshd, directory, "key"))
+    metrics = ConnectorMetrics([FEED], FeedHealth(settings))
+    with caplog.at_level(logging.WARNING, logger="cdr_stream.progress"):
+        connector = Connector(settings, observer=ObserverGroup(recorder, metrics))
+        await connector.start()
+        try:
+            await wait_for(lambda: all_collected(connector.pollers[0].state, renamed), 60, "the files")
+            polls = connector.pollers[0]
+            await asyncio.sleep(1.0)  # several more polls: each name is reported once, not at every poll
+        finally:
+            await connector.stop()
+        await connector.wait()
+
+    assert polls.last_id == ids[-1]
+    await assert_exactly_once(kafka, topics, gen, ids)
+    assert sorted(recorder.anomalies) == sorted((name, "not_cdr_file") for name in others)
+    lines = [record.getMessage() for record in caplog.records]
+    for name in others:
+        assert sum(f"file {name} in {directory} is not collected" in line for line in lines) == 1, lines
+    text = metrics.render().decode()
+    assert f'cdr_stream_files_unmatched_total{{feed="{FEED}"}} 3.0' in text
 
 
 def grow(target: Path, content: bytes, pieces: int, pause: float) -> None:
