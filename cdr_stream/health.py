@@ -6,8 +6,8 @@ failure: the feed or Kafka is unreachable, an answer was garbage...) or `failed`
 the feed: login refused, host key, fenced, a secret that cannot be read). A failed feed is tried again on
 a long backoff unless it stopped for good (`stopped`: fenced, or given up); its siblings go on.
 
-Ready: at least one feed has loaded its stored offset, which it does right after starting its producer,
-and every feed that has not failed has. A feed stops being ready when a Kafka failure makes it rebuild
+Ready: at least one feed has not failed, and every feed that has not failed has loaded its stored offset,
+which it does right after starting its producer. A feed stops being ready when a Kafka failure makes it rebuild
 the producer, until the offset is loaded again. A failed feed does not make the process unready: no
 restart or routing change fixes a password; the failed-feed alert and /status say which feed and why.
 
@@ -116,9 +116,8 @@ class FeedHealth:
             for name, status in self._feeds.items()
         }
         statuses = self._feeds.values()
-        ok = any(status.ready for status in statuses) and all(
-            status.ready or status.state == FAILED for status in statuses
-        )
+        working = [status for status in statuses if status.state != FAILED]
+        ok = bool(working) and all(status.ready for status in working)
         return Verdict(ok, detail)
 
     def liveness(self) -> Verdict:
