@@ -74,7 +74,7 @@ def test_backfill_refuses_a_bad_window_with_exit_2_and_says_why(
 
 
 @pytest.mark.parametrize(
-    "command", [["run"], ["backfill"], ["verify"], ["simulate"], ["state", "show"], ["state", "set"]]
+    "command", [["run"], ["status"], ["backfill"], ["verify"], ["simulate"], ["state", "show"], ["state", "set"]]
 )
 def test_every_command_has_help(command: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
