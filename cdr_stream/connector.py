@@ -67,6 +67,7 @@ class Connector:
         #: The feeds stopped for good, by name, in the order they stopped.
         self.stopped_feeds: dict[str, FeedStopped] = {}
         self._failed = False  # the connector stops because its feeds did
+        self._retiring: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._presences: list[FeedPresence] = []
 
@@ -164,6 +165,9 @@ class Connector:
             stopped = FeedStopped(feed, CRASHED, f"the feed's task crashed: {describe_error(error)}")
             self.observer.feed_failed(feed, reason=CRASHED, message=str(stopped), retry_in=None, consecutive=1)
         self.stopped_feeds[feed] = stopped
+        retire = asyncio.create_task(self._retire(feed), name=f"cdr-stream retire {feed}")
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
         left = len(self._tasks) - len(self.stopped_feeds)
         if self.settings.exit_when_any_feed_fails or left == 0:
             self._failed = True
@@ -176,6 +180,16 @@ class Connector:
                 left,
                 extra={"feed": feed, "reason": stopped.reason},
             )
+
+    async def _retire(self, feed: str) -> None:
+        """Release what a feed stopped for good holds: its producer, and its member in the presence group
+        (so the instance that fenced it no longer sees a rival, and `state set` is no longer refused)."""
+        index = [settings.name for settings in self.settings.feeds].index(feed)
+        try:
+            await self.pollers[index].writer.stop()
+            await self._presences[index].stop()
+        except (KafkaError, OSError) as exc:
+            log.warning("feed %s: releasing its Kafka clients failed: %s", feed, describe_error(exc))
 
     def request_stop(self) -> None:
         """Ask every feed to finish its page in flight and stop (what SIGTERM does)."""
@@ -200,7 +214,7 @@ class Connector:
         self._stopped = True
         self._stopping.set()
         timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
-        pending = [task for task in self._tasks if not task.done()]
+        pending = [task for task in [*self._tasks, *self._retiring] if not task.done()]
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=timeout)
             for task in still_running:

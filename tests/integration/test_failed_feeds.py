@@ -27,6 +27,7 @@ from cdr_stream.config import KafkaSettings, Settings, TopicSettings
 from cdr_stream.connector import Connector
 from cdr_stream.health import FeedHealth
 from cdr_stream.poller import RIVAL_CHECK_SECONDS, ObserverGroup
+from cdr_stream.presence import running_members
 from cdr_stream.progress import ProgressLog
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import ConnectorProcess, settings_for, wait_for, write_config
@@ -211,6 +212,11 @@ async def test_a_second_process_fences_one_feed_of_three_and_the_other_two_go_on
     assert metric(metrics, "cdr_stream_feed_stopped", feed="moved", reason="fenced") == 1
     assert metric(metrics, "cdr_stream_feed_state", feed="moved", state="failed") == 1
     await get(port, "/healthz")  # alive: two feeds still run
+    # The stopped feed left its presence group: the owner sees no rival, and `state set` could run.
+    deadline = time.monotonic() + 30
+    while len(await running_members(settings.kafka, "moved")) != 1:
+        assert time.monotonic() < deadline, "the fenced feed still has a member in its presence group"
+        await asyncio.sleep(0.2)
     assert "feed moved failed: another instance took over transactional id" in first.output()
     assert "feed moved stopped for good (fenced); 2 other feed(s) go on" in first.output()
 
