@@ -143,6 +143,14 @@ class ObserverGroup:
             observer.file_anomaly(feed, name=name, reason=reason, message=message)
 
 
+#: The reason of a feed stopped because another instance took over its transactional id.
+FENCED = "fenced"
+#: The reason of a feed whose secret could not be read again (a config problem seen at run time).
+CONFIG = "config"
+#: The reason of a feed whose task ended with an unexpected error.
+CRASHED = "crashed"
+
+
 @dataclass(frozen=True, slots=True)
 class FailurePolicy:
     """What a feed does after a failure final for it: wait long (minutes), then try again with its secrets
@@ -164,14 +172,6 @@ class FeedStopped(Exception):
     @property
     def fenced(self) -> bool:
         return self.reason == FENCED
-
-
-#: The reason of a feed stopped because another instance took over its transactional id.
-FENCED = "fenced"
-#: The reason of a feed whose secret could not be read again (a config problem seen at run time).
-CONFIG = "config"
-#: The reason of a feed whose task ended with an unexpected error.
-CRASHED = "crashed"
 
 
 #: Opens a feed's source anew from its settings (with secrets read again).
@@ -305,7 +305,11 @@ class FeedPoller:
             return
         settings = self.settings.with_fresh_secrets()
         redact_also(settings.secrets())
-        old, self.source = self.source, self._open_source(settings)
+        try:
+            source = self._open_source(settings)
+        except OSError as exc:  # a ca_file that cannot be read any more
+            raise ConfigError(f"feeds ({self.feed}): the source cannot be opened: {describe_error(exc)}") from None
+        old, self.source = self.source, source
         self.settings = settings
         await old.close()
 
