@@ -1,4 +1,4 @@
-"""Retry delays: capped exponential backoff with full jitter, overridden by a server's Retry-After."""
+"""Retry delays: capped exponential backoff with jitter, overridden by a server's Retry-After."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ def backoff_delay(
     cap: float,
     retry_after: float | None = None,
     rng: random.Random | None = None,
+    floor_share: float = 0.0,
 ) -> float:
     """Seconds to wait before attempt `failures + 1` (`failures` >= 1).
 
     Full jitter spreads restarting fleets apart; a Retry-After from the server is a floor (up to an hour).
+    `floor_share` keeps the delay above that share of its ceiling, for waits that must never be short.
     """
     ceiling = min(cap, initial * 2 ** min(failures - 1, 62))
-    delay = (rng or random).uniform(0, ceiling)
+    delay = (rng or random).uniform(ceiling * floor_share, ceiling)
     if retry_after is not None:
         delay = max(delay, min(retry_after, _MAX_RETRY_AFTER))
     return delay

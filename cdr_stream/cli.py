@@ -1,5 +1,5 @@
-"""The `cdr-stream` command: run, backfill, verify, simulate, state show, state set, dlq show, dlq replay.
-Thin: it parses and delegates."""
+"""The `cdr-stream` command: run, status, backfill, verify, simulate, state show, state set, dlq show,
+dlq replay. Thin: it parses and delegates."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from cdr_stream.answer_order import TempSpace
 from cdr_stream.backfill import Backfill, BackfillError, BackfillWindow, parse_day, parse_hour, replay_topics
 from cdr_stream.checker import Expectation, ExpectationError, check_feed, parse_range, read_id_file
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, load_settings
-from cdr_stream.connector import Connector
+from cdr_stream.connector import Connector, ConnectorError
 from cdr_stream.dlq import (
     DlqReplay,
     DlqReplayError,
@@ -40,8 +40,9 @@ from cdr_stream.progress import BackfillReport, ProgressLog
 from cdr_stream.readback import TopicMissingError
 from cdr_stream.records import ProcessedChunk
 from cdr_stream.state import StateReadError, read_offsets
+from cdr_stream.status import StatusError, fetch_status, status_table, status_url
 from cdr_stream.topics import TopicSetupError, prepare_topics
-from cdr_stream.writer import TransactionalWriter, WriteError, WriterFenced
+from cdr_stream.writer import TransactionalWriter, WriteError
 
 log = logging.getLogger("cdr_stream")
 
@@ -86,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="stream every configured feed into Kafka until SIGTERM")
     _add_config(run)
+
+    status = commands.add_parser(
+        "status",
+        help="print a running connector's feeds: state, last committed ID, failures, next attempt",
+        description="Read the /status endpoint of a running connector (its http_port) and print one line per "
+        "feed. Exit 0 when every feed works, 1 when a feed has failed or the connector cannot be read.",
+    )
+    status.add_argument(
+        "--url", required=True, help="the connector's HTTP address, e.g. http://127.0.0.1:8080 (its http_port)"
+    )
 
     backfill = commands.add_parser(
         "backfill",
@@ -176,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("INFO")
         return simulator_cli.run(args)
+    if args.command == "status":
+        return asyncio.run(print_status(args.url))
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -214,13 +227,35 @@ async def run_connector(settings: Settings) -> int:
     try:
         await connector.start()
         await connector.wait()
+    except ConnectorError as exc:
+        for feed, cause in exc.causes.items():
+            log.error(
+                "feed %s failed (%s): %s", feed, cause.reason, cause, extra={"feed": feed, "reason": cause.reason}
+            )
+        why = (
+            "a feed failed and exit_when_any_feed_fails is set"
+            if settings.exit_when_any_feed_fails
+            else "every feed failed"
+        )
+        log.error("stopping: %s", why)
+        return EXIT_FENCED if exc.fenced else EXIT_FAILED
     except Exception as exc:
         log.error("stopping: %s", exc)
-        return EXIT_FENCED if isinstance(exc.__cause__, WriterFenced) else EXIT_FAILED
+        return EXIT_FAILED
     finally:
         await connector.stop()
         await endpoints.stop()
     return EXIT_OK
+
+
+async def print_status(url: str) -> int:
+    try:
+        status = await fetch_status(status_url(url))
+    except StatusError as exc:
+        print(f"cdr-stream: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(status_table(status))
+    return EXIT_OK if status.get("status") == "ok" else EXIT_FAILED
 
 
 def run_backfill(settings: Settings, args: argparse.Namespace) -> int:

@@ -125,6 +125,15 @@ class SftpSettings(_Model):
         object.__setattr__(self, "passphrase", passphrase)
         return self
 
+    def with_fresh_secrets(self) -> SftpSettings:
+        """These settings with the password and passphrase read again from their _file / _env."""
+        update: dict[str, SecretStr | None] = {}
+        if self.password_env is not None or self.password_file is not None:
+            update["password"] = _read_secret("password", None, self.password_env, self.password_file)
+        if self.passphrase_env is not None or self.passphrase_file is not None:
+            update["passphrase"] = _read_secret("passphrase", None, self.passphrase_env, self.passphrase_file)
+        return self.model_copy(update=update)
+
     @property
     def password_secret(self) -> str | None:
         return self.password.get_secret_value() if self.password is not None else None
@@ -235,6 +244,25 @@ class FeedSettings(_Model):
         assert self.password is not None  # resolved by the validator
         return self.password.get_secret_value()
 
+    def secrets(self) -> list[str]:
+        """Every password of this feed, for the log redaction."""
+        found = [self.password] + ([self.sftp.password, self.sftp.passphrase] if self.sftp is not None else [])
+        return [secret.get_secret_value() for secret in found if secret is not None]
+
+    def with_fresh_secrets(self) -> FeedSettings:
+        """These settings with every secret given by file or environment variable read again, so that a
+        rotated Secret takes effect without a restart. Raises ConfigError naming the field that cannot be read."""
+        try:
+            if self.sftp is not None:
+                return self.model_copy(update={"sftp": self.sftp.with_fresh_secrets()})
+            if self.password_env is None and self.password_file is None:
+                return self
+            password = _read_secret("password", None, self.password_env, self.password_file)
+        except ValueError as exc:
+            where = "feeds.sftp" if self.sftp is not None else "feeds"
+            raise ConfigError(f"{where} ({self.name}): {exc}") from None
+        return self.model_copy(update={"password": password})
+
 
 class KafkaSettings(_Model):
     bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1, description="comma-separated host:port list")
@@ -329,12 +357,33 @@ class Settings(_Model):
         min_length=1,
         description="address of /metrics, /healthz, /readyz",
     )
-    http_port: int = Field(default=8080, ge=0, le=65535, description="port of /metrics, /healthz, /readyz (0: any)")
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="port of /metrics, /healthz, /readyz, /status (0: any)"
+    )
     tmp_dir: Path | None = Field(
         default=None, description="where large answers are sorted on disk (default: the system's temporary directory)"
     )
     tmp_max_bytes: int = Field(
         default=4 * 1024**3, ge=1024 * 1024, description="the most disk all sorts may take at once, in bytes"
+    )
+    failed_retry_initial_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="first wait before a failed feed (login refused, host key, config) is tried again",
+    )
+    failed_retry_max_seconds: float = Field(
+        default=900.0, gt=0, description="the cap on the wait between the attempts of a failed feed"
+    )
+    give_up_after_attempts: int = Field(
+        default=0,
+        ge=0,
+        description="attempts in a row a feed may fail (login refused...) before it is given up until a restart; "
+        "0: a failed feed is retried for ever",
+    )
+    exit_when_any_feed_fails: bool = Field(
+        default=False,
+        description="stop the whole process (exit non-zero) at the first failure of any feed, as a single-feed "
+        "connector would",
     )
 
     @model_validator(mode="after")
@@ -343,6 +392,8 @@ class Settings(_Model):
         doubled = sorted({name for name in names if names.count(name) > 1})
         if doubled:
             raise ValueError(f"feed names must be unique; repeated: {', '.join(doubled)}")
+        if self.failed_retry_max_seconds < self.failed_retry_initial_seconds:
+            raise ValueError("failed_retry_max_seconds must be >= failed_retry_initial_seconds")
         return self
 
     def feed(self, name: str) -> FeedSettings:
@@ -354,12 +405,10 @@ class Settings(_Model):
 
     def secrets(self) -> list[str]:
         """Every password in this configuration, for the log redaction."""
-        secrets = [self.kafka.sasl_password]
+        secrets = [self.kafka.sasl_password.get_secret_value()] if self.kafka.sasl_password is not None else []
         for feed in self.feeds:
-            secrets.append(feed.password)
-            if feed.sftp is not None:
-                secrets += [feed.sftp.password, feed.sftp.passphrase]
-        return [secret.get_secret_value() for secret in secrets if secret is not None]
+            secrets += feed.secrets()
+        return secrets
 
     def warnings(self) -> list[str]:
         """Things that are allowed but probably wrong."""

@@ -1,9 +1,10 @@
-"""The connector: one poll task per configured feed, started and stopped as one.
+"""The connector: one poll task per configured feed, started together, each failing on its own.
 
 `await connector.start()` prepares topics and starts the tasks; `await connector.wait()` returns when
 they end; `await connector.stop()` drains them (the page in flight commits or aborts) and is safe to
-call twice. A task that dies fails the whole connector through a done-callback, instead of leaving the
-others running blind.
+call twice. A feed that stops for good (fenced, given up, or its task crashed) is noted by a
+done-callback; its siblings go on. The connector stops, and `wait()` raises ConnectorError, only when
+every feed has stopped for good, or at the first one with `exit_when_any_feed_fails`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import TracebackType
 from typing import Self
 
@@ -23,7 +25,7 @@ from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.feed import FeedClient, FeedTransport
 from cdr_stream.kafka_clients import check_authentication
 from cdr_stream.logs import describe_error, quiet_abandoned_kafka_futures
-from cdr_stream.poller import FeedPoller, HttpSource, PollObserver, Source
+from cdr_stream.poller import CRASHED, FailurePolicy, FeedPoller, FeedStopped, HttpSource, PollObserver, Source
 from cdr_stream.presence import FeedPresence, running_members
 from cdr_stream.progress import ProgressLog
 from cdr_stream.state import StoredOffset, read_offsets
@@ -36,7 +38,17 @@ TransportFactory = Callable[[FeedSettings], FeedTransport]
 
 
 class ConnectorError(Exception):
-    """A feed stopped for a reason a retry cannot fix; the message says which and why."""
+    """The connector stopped because its feeds did: `causes` holds each stopped feed's reason and message,
+    and the message has one line per feed."""
+
+    def __init__(self, causes: dict[str, FeedStopped]) -> None:
+        self.causes = causes
+        super().__init__("\n".join(f"feed {feed} ({cause.reason}): {cause}" for feed, cause in causes.items()))
+
+    @property
+    def fenced(self) -> bool:
+        """True when every stopped feed was taken over by another instance."""
+        return all(cause.fenced for cause in self.causes.values())
 
 
 class Connector:
@@ -56,7 +68,10 @@ class Connector:
         self.pollers: list[FeedPoller] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self._failure: BaseException | None = None
+        #: The feeds stopped for good, by name, in the order they stopped.
+        self.stopped_feeds: dict[str, FeedStopped] = {}
+        self._failed = False  # the connector stops because its feeds did
+        self._retiring: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._presences: list[FeedPresence] = []
 
@@ -80,7 +95,7 @@ class Connector:
             poller = self._poller(feed)
             self.pollers.append(poller)
             task = asyncio.create_task(poller.run(self._stopping), name=f"cdr-stream feed {feed.name}")
-            task.add_done_callback(self._on_task_done)
+            task.add_done_callback(partial(self._on_task_done, feed.name))
             self._tasks.append(task)
         log.info("connector started with %d feed(s)", len(self.pollers))
 
@@ -104,7 +119,7 @@ class Connector:
                 await asyncio.wait_for(self._stopping.wait(), delay)
         return False
 
-    def _source(self, feed: FeedSettings) -> Source:
+    def _open_source(self, feed: FeedSettings) -> Source:
         if feed.source == "sftp":
             from cdr_stream.sftp import SftpSource  # asyncssh (and its crypto) loads only when a feed needs it
 
@@ -125,23 +140,62 @@ class Connector:
             except (KafkaError, OSError):
                 return False  # unknown: the next check asks again
 
+        settings = self.settings
+        policy = FailurePolicy(
+            retry_initial_seconds=settings.failed_retry_initial_seconds,
+            retry_max_seconds=settings.failed_retry_max_seconds,
+            give_up_after=1 if settings.exit_when_any_feed_fails else settings.give_up_after_attempts,
+        )
         return FeedPoller(
             feed,
-            self._source(feed),
+            self._open_source(feed),
             TransactionalWriter(kafka, topics, feed.name),
             load_state,
             self.observer,
             rivals=rivals,
+            failure_policy=policy,
+            open_source=self._open_source,
         )
 
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+    def _on_task_done(self, feed: str, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
         error = task.exception()
-        if error is not None and self._failure is None:
-            self._failure = error
-            log.error("%s stopped: %s", task.get_name(), error)
-        self._stopping.set()  # one feed down takes the connector down: a person must look
+        if error is None:
+            return  # a stop was requested
+        if isinstance(error, FeedStopped):
+            stopped = error
+        else:
+            # A bug, not a verdict on the feed: the traceback says where; the siblings go on.
+            log.error("feed %s crashed", feed, exc_info=error, extra={"feed": feed})
+            stopped = FeedStopped(feed, CRASHED, f"the feed's task crashed: {describe_error(error)}")
+            self.observer.feed_failed(feed, reason=CRASHED, message=str(stopped), retry_in=None, consecutive=1)
+        self.stopped_feeds[feed] = stopped
+        retire = asyncio.create_task(self._retire(feed), name=f"cdr-stream retire {feed}")
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+        left = len(self._tasks) - len(self.stopped_feeds)
+        if self.settings.exit_when_any_feed_fails or left == 0:
+            self._failed = True
+            self._stopping.set()
+        else:
+            log.error(
+                "feed %s stopped for good (%s); %d other feed(s) go on",
+                feed,
+                stopped.reason,
+                left,
+                extra={"feed": feed, "reason": stopped.reason},
+            )
+
+    async def _retire(self, feed: str) -> None:
+        """Release what a feed stopped for good holds: its producer, and its member in the presence group
+        (so the instance that fenced it no longer sees a rival, and `state set` is no longer refused)."""
+        index = [settings.name for settings in self.settings.feeds].index(feed)
+        try:
+            await self.pollers[index].writer.stop()
+            await self._presences[index].stop()
+        except (KafkaError, OSError) as exc:
+            log.warning("feed %s: releasing its Kafka clients failed: %s", feed, describe_error(exc))
 
     def request_stop(self) -> None:
         """Ask every feed to finish its page in flight and stop (what SIGTERM does)."""
@@ -152,11 +206,12 @@ class Connector:
         return self._stopping.is_set()
 
     async def wait(self) -> None:
-        """Until every feed task has ended; raises ConnectorError if one failed."""
+        """Until every feed task has ended; raises ConnectorError when they ended because the feeds stopped
+        for good (all of them, or one with `exit_when_any_feed_fails`), not because a stop was requested."""
         if self._tasks:
             await asyncio.wait(self._tasks)
-        if self._failure is not None:
-            raise ConnectorError(str(self._failure)) from self._failure
+        if self._failed:
+            raise ConnectorError(dict(self.stopped_feeds))
 
     async def stop(self, timeout: float | None = None) -> None:
         """Drain: let the pages in flight commit within `timeout`, then cancel (aborting them). Idempotent."""
@@ -165,7 +220,7 @@ class Connector:
         self._stopped = True
         self._stopping.set()
         timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
-        pending = [task for task in self._tasks if not task.done()]
+        pending = [task for task in [*self._tasks, *self._retiring] if not task.done()]
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=timeout)
             for task in still_running:

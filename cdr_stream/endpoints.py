@@ -1,4 +1,5 @@
-"""The HTTP endpoints for Prometheus and Kubernetes: /metrics, /healthz (liveness), /readyz (readiness).
+"""The HTTP endpoints for Prometheus, Kubernetes and people: /metrics, /healthz (liveness), /readyz
+(readiness), /status (each feed's state as JSON; what `cdr-stream status` prints).
 
 They run on the connector's own event loop, so an answer from /healthz also proves the loop is not blocked.
 """
@@ -32,6 +33,7 @@ class Endpoints:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/status", self._status)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._started = False
 
@@ -47,7 +49,7 @@ class Endpoints:
         sockets = self._runner.addresses
         if sockets:
             self.port = sockets[0][1]  # the real port when 0 asked for any
-        log.info("serving /metrics, /healthz and /readyz on %s:%d", self.host, self.port)
+        log.info("serving /metrics, /healthz, /readyz and /status on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
         if self._started:
@@ -71,6 +73,10 @@ class Endpoints:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         return _verdict(self.health.readiness())
+
+    async def _status(self, request: web.Request) -> web.Response:
+        # Always 200: the body is the answer; the probes are /healthz and /readyz.
+        return web.Response(body=orjson.dumps(self.health.status()), content_type="application/json")
 
 
 def _verdict(verdict: Verdict) -> web.Response:

@@ -34,6 +34,9 @@ class _Redacting(logging.Formatter):
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
 
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted(set(self._secrets) | {secret for secret in secrets if secret}, key=len, reverse=True)
+
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
@@ -113,6 +116,13 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text", secrets: Ite
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # asyncssh logs every SFTP request at INFO; the SFTP source reports what matters itself.
     logging.getLogger("asyncssh").setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+def redact_also(secrets: Iterable[str]) -> None:
+    """Mask these secrets too in every line from now on (a secret read again after it was rotated)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, _Redacting):
+            handler.formatter.add_secrets(secrets)
 
 
 def describe_error(exc: BaseException) -> str:

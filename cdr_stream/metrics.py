@@ -27,7 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from cdr_stream import __version__
 from cdr_stream.answer_order import TempSpace
 from cdr_stream.cdr_files import CHANGED, NOT_CDR_FILE, RENAMED, SHRUNK
-from cdr_stream.health import FeedHealth
+from cdr_stream.health import FEED_STATES, FeedHealth
 from cdr_stream.poller import PageReport
 from cdr_stream.records import (
     RULE_INVALID_FIELD,
@@ -67,6 +67,9 @@ FAILURE_REASONS: Final = (
     "commit_failed",
     "state_read",
     "kafka",
+    "fenced",
+    "config",
+    "crashed",
     "other",
 )
 #: Why a row was dead-lettered (records.py). tests/test_metrics.py checks that every rule is listed.
@@ -100,6 +103,10 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 def _ready(health: FeedHealth, feed: str) -> float:
     return 1.0 if health.is_ready(feed) else 0.0
+
+
+def _in_state(health: FeedHealth, feed: str, state: str) -> float:
+    return 1.0 if health.state(feed) == state else 0.0
 
 
 def _bounded(value: str, allowed: Sequence[str]) -> str:
@@ -218,6 +225,18 @@ class ConnectorMetrics:
             ["feed"],
             registry=r,
         )
+        self.feed_state = Gauge(
+            "cdr_stream_feed_state",
+            "1 for the state the feed is in (starting, catching_up, idle, backing_off, failed), 0 for the others.",
+            ["feed", "state"],
+            registry=r,
+        )
+        self.feed_stopped = Gauge(
+            "cdr_stream_feed_stopped",
+            "1 when the feed stopped for good (fenced by another instance, or given up) until a restart.",
+            ["feed", "reason"],
+            registry=r,
+        )
         for feed in feeds:
             self._create_series(feed)
             self.ready.labels(feed).set_function(partial(_ready, health, feed))
@@ -225,6 +244,8 @@ class ConnectorMetrics:
                 self.spill_bytes.labels(feed).set_function(partial(space.used, feed))
             else:
                 self.spill_bytes.labels(feed).set(0)
+            for state in FEED_STATES:
+                self.feed_state.labels(feed, state).set_function(partial(_in_state, health, feed, state))
 
     def _create_series(self, feed: str) -> None:
         for family in (self.polls, self.fetched, self.published, self.committed, self.aborted, self.files_unmatched):
@@ -249,6 +270,8 @@ class ConnectorMetrics:
             self.unreadable.labels(feed, name)
         for reason in FILE_ANOMALIES:
             self.file_anomalies.labels(feed, reason)
+        for reason in FAILURE_REASONS:
+            self.feed_stopped.labels(feed, reason).set(0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -293,6 +316,14 @@ class ConnectorMetrics:
         self.consecutive_failures.labels(feed).set(consecutive)
         if reason in _ABORTING_REASONS:
             self.aborted.labels(feed).inc()
+
+    def feed_failed(self, feed: str, *, reason: str, message: str, retry_in: float | None, consecutive: int) -> None:
+        reason = _bounded(reason, FAILURE_REASONS)
+        self.polls.labels(feed).inc()
+        self.poll_failures.labels(feed, reason).inc()
+        self.consecutive_failures.labels(feed).set(consecutive)
+        if retry_in is None:
+            self.feed_stopped.labels(feed, reason).set(1)
 
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         if reason == NOT_CDR_FILE:

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError
 
 from cdr_stream.backoff import backoff_delay
-from cdr_stream.config import FeedSettings
+from cdr_stream.config import ConfigError, FeedSettings
 from cdr_stream.feed import FeedClient, FeedError
-from cdr_stream.logs import describe_error
+from cdr_stream.logs import describe_error, redact_also
 from cdr_stream.records import ProcessedChunk, RecordProcessor
 from cdr_stream.state import FilesPosition, StateReadError, StoredOffset
 from cdr_stream.writer import CommitUncertain, TransactionalWriter, WriteError, WriterFenced
@@ -69,6 +69,10 @@ class PollObserver(Protocol):
     def poll_finished(self, feed: str, *, seconds: float, rows: int, advanced: bool) -> None: ...
 
     def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None: ...
+
+    def feed_failed(self, feed: str, *, reason: str, message: str, retry_in: float | None, consecutive: int) -> None:
+        """A failure final for the feed (login refused, host key, fenced...): the feed is `failed` and tried
+        again in `retry_in` seconds with its secrets read again, or, when `retry_in` is None, stopped for good."""
 
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         """A file source met a file it will not (re-)publish as listed: changed after commit, renamed..."""
@@ -144,6 +148,10 @@ class ObserverGroup:
         for observer in self.observers:
             observer.poll_failed(feed, reason=reason, message=message, retry_in=retry_in, consecutive=consecutive)
 
+    def feed_failed(self, feed: str, *, reason: str, message: str, retry_in: float | None, consecutive: int) -> None:
+        for observer in self.observers:
+            observer.feed_failed(feed, reason=reason, message=message, retry_in=retry_in, consecutive=consecutive)
+
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         for observer in self.observers:
             observer.file_anomaly(feed, name=name, reason=reason, message=message)
@@ -153,8 +161,44 @@ class ObserverGroup:
             observer.answer_sorting(feed, rows=rows, disk_bytes=disk_bytes)
 
 
+#: The reason of a feed stopped because another instance took over its transactional id.
+FENCED = "fenced"
+#: The reason of a feed whose secret could not be read again (a config problem seen at run time).
+CONFIG = "config"
+#: The reason of a feed whose task ended with an unexpected error.
+CRASHED = "crashed"
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """What a feed does after a failure final for it: wait long (minutes), then try again with its secrets
+    read again; after `give_up_after` such attempts in a row (0: never) it stops for good."""
+
+    retry_initial_seconds: float = 60.0
+    retry_max_seconds: float = 900.0
+    give_up_after: int = 0
+
+
+class FeedStopped(Exception):
+    """The feed stopped for good: fenced by another instance, or given up after too many failed attempts."""
+
+    def __init__(self, feed: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.feed = feed
+        self.reason = reason
+
+    @property
+    def fenced(self) -> bool:
+        return self.reason == FENCED
+
+
+#: Opens a feed's source anew from its settings (with secrets read again).
+OpenSource = Callable[[FeedSettings], Source]
+
+
 class FeedPoller:
-    """Runs one feed until `stopping` is set; raises only what a restart cannot fix (auth, fencing)."""
+    """Runs one feed until `stopping` is set. A failure final for the feed (login refused, host key) makes it
+    `failed`, tried again on the long backoff of `failure_policy`; raises FeedStopped when it stops for good."""
 
     def __init__(
         self,
@@ -165,6 +209,8 @@ class FeedPoller:
         observer: PollObserver,
         processor: RecordProcessor | None = None,
         rivals: RivalCheck | None = None,
+        failure_policy: FailurePolicy | None = None,
+        open_source: OpenSource | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -176,6 +222,8 @@ class FeedPoller:
         self.state: StoredOffset | None = None
         self._rivals = rivals
         self._next_rival_check = time.monotonic() + RIVAL_CHECK_SECONDS
+        self._policy = failure_policy or FailurePolicy()
+        self._open_source = open_source
 
     @property
     def feed(self) -> str:
@@ -186,18 +234,33 @@ class FeedPoller:
         return self.state.last_id if self.state is not None else None
 
     async def run(self, stopping: asyncio.Event) -> None:
-        failures = 0
+        """Poll until `stopping` is set; raises FeedStopped when the feed stops for good."""
+        try:
+            await self._run(stopping)
+        except WriterFenced as exc:
+            # Another instance owns the feed now: retrying would only fence it back.
+            self.observer.feed_failed(self.feed, reason=FENCED, message=str(exc), retry_in=None, consecutive=1)
+            raise FeedStopped(self.feed, FENCED, str(exc)) from exc
+
+    async def _run(self, stopping: asyncio.Event) -> None:
+        failures = 0  # failed attempts in a row, of any kind
+        final_failures = 0  # of those, the ones final for the feed (they lead to `failed`)
         while not stopping.is_set():
             try:
+                if final_failures:
+                    await self._reopen_source()
                 await self._ensure_ready()
                 advanced = await self.poll_once(stopping)
             except WriterFenced:
                 raise
-            except FeedError as exc:
-                if not exc.retryable:
-                    raise
+            except (FeedError, ConfigError) as exc:
                 failures += 1
-                wait = self._failed(exc.reason, str(exc), failures, exc.retry_after)
+                if isinstance(exc, FeedError) and exc.retryable:
+                    wait = self._failed(exc.reason, str(exc), failures, exc.retry_after)
+                else:
+                    final_failures += 1
+                    reason = exc.reason if isinstance(exc, FeedError) else CONFIG
+                    wait = self._failed_finally(reason, str(exc), failures, final_failures)
             except (WriteError, StateReadError, KafkaError, OSError) as exc:
                 failures += 1
                 wait = self._failed(_kafka_reason(exc), describe_error(exc), failures, None)
@@ -205,7 +268,7 @@ class FeedPoller:
                 await self.writer.stop()
                 self.state = None
             else:
-                failures = 0
+                failures = final_failures = 0
                 wait = 0.0 if advanced else self.settings.poll_interval_seconds
             if wait > 0:
                 await self._wait(stopping, wait)
@@ -238,6 +301,35 @@ class FeedPoller:
         )
         self.observer.poll_failed(self.feed, reason=reason, message=message, retry_in=wait, consecutive=failures)
         return wait
+
+    def _failed_finally(self, reason: str, message: str, failures: int, final_failures: int) -> float:
+        """Report a failure final for the feed; the wait before the next attempt, or FeedStopped."""
+        policy = self._policy
+        if policy.give_up_after and final_failures >= policy.give_up_after:
+            self.observer.feed_failed(self.feed, reason=reason, message=message, retry_in=None, consecutive=failures)
+            raise FeedStopped(self.feed, reason, message)
+        # Never short: each attempt of a refused login is one more refusal in the provider's logs.
+        wait = backoff_delay(
+            final_failures, initial=policy.retry_initial_seconds, cap=policy.retry_max_seconds, floor_share=0.5
+        )
+        self.observer.feed_failed(self.feed, reason=reason, message=message, retry_in=wait, consecutive=failures)
+        return wait
+
+    async def _reopen_source(self) -> None:
+        """Read the feed's secrets again (a rotated Secret shows up in its file) and open the source anew.
+
+        Raises ConfigError when a secret can no longer be read."""
+        if self._open_source is None:
+            return
+        settings = self.settings.with_fresh_secrets()
+        redact_also(settings.secrets())
+        try:
+            source = self._open_source(settings)
+        except OSError as exc:  # a ca_file that cannot be read any more
+            raise ConfigError(f"feeds ({self.feed}): the source cannot be opened: {describe_error(exc)}") from None
+        old, self.source = self.source, source
+        self.settings = settings
+        await old.close()
 
     async def _ensure_ready(self) -> None:
         if not self.writer.started:

@@ -96,6 +96,21 @@ class ProgressLog:
             extra={"feed": feed, "reason": reason, "consecutive": consecutive, "retry_in_seconds": round(retry_in, 2)},
         )
 
+    def feed_failed(self, feed: str, *, reason: str, message: str, retry_in: float | None, consecutive: int) -> None:
+        self.totals[feed].errors += 1
+        extra = {"feed": feed, "reason": reason, "consecutive": consecutive, "state": "failed"}
+        if retry_in is None:
+            log.error("feed %s failed: %s (%s); stopped for good", feed, message, reason, extra=extra)
+            return
+        log.error(
+            "feed %s failed: %s (%s); the other feeds go on; next attempt in %.0f s, secrets read again",
+            feed,
+            message,
+            reason,
+            retry_in,
+            extra={**extra, "retry_in_seconds": round(retry_in, 2)},
+        )
+
     def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
         self.totals[feed].file_anomalies += 1
         log.warning("feed %s: %s", feed, message, extra={"feed": feed, "file": name, "reason": reason})

@@ -77,6 +77,7 @@ def test_backfill_refuses_a_bad_window_with_exit_2_and_says_why(
     "command",
     [
         ["run"],
+        ["status"],
         ["backfill"],
         ["verify"],
         ["simulate"],

@@ -278,3 +278,51 @@ def test_the_run_command_with_a_bad_config_never_shows_a_password(tmp_path: Path
     assert done.returncode == 2, done.stderr
     assert "poll_interval_seconds" in done.stderr
     assert_no_secrets(done.stdout + done.stderr, [SECRET, SASL_SECRET], "the command's output")
+
+
+def test_secrets_are_read_again_from_their_file_or_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "password"
+    secret_file.write_text("old\n")
+    feed = parse_settings(minimal(password_file=str(secret_file)), {}).feeds[0]
+    secret_file.write_text(SECRET + "\n")  # the Secret rotated in place
+    fresh = feed.with_fresh_secrets()
+    assert fresh.secret == SECRET and feed.secret == "old" and fresh.secrets() == [SECRET]
+    secret_file.unlink()
+    with pytest.raises(ConfigError) as caught:
+        feed.with_fresh_secrets()
+    assert (
+        str(caught.value)
+        == f"feeds (hero-nz): password_file {str(secret_file)!r} cannot be read: No such file or directory"
+    )
+
+    monkeypatch.setenv("FEED_PW", "old")
+    by_env = parse_settings(minimal(password_env="FEED_PW"), {}).feeds[0]
+    monkeypatch.setenv("FEED_PW", SECRET)
+    assert by_env.with_fresh_secrets().secret == SECRET
+    inline = parse_settings(minimal(password=SECRET), {}).feeds[0]
+    assert inline.with_fresh_secrets() is inline, "nothing to read again"
+
+
+def test_an_sftp_feed_reads_its_password_and_passphrase_files_again(tmp_path: Path) -> None:
+    key, passphrase, password = tmp_path / "id_ed25519", tmp_path / "passphrase", tmp_path / "password"
+    key.write_text("a key")
+    passphrase.write_text("old-phrase")
+    password.write_text("old-password")
+    data = sftp_feed(tmp_path, private_key_file=str(key), passphrase_file=str(passphrase), password_file=str(password))
+    feed = parse_settings(data, {}).feeds[0]
+    passphrase.write_text(SECRET)
+    password.write_text(SECRET + "2")
+    fresh = feed.with_fresh_secrets().sftp
+    assert fresh is not None and fresh.passphrase_secret == SECRET and fresh.password_secret == SECRET + "2"
+    passphrase.unlink()
+    with pytest.raises(ConfigError, match=r"feeds.sftp \(files\): passphrase_file .* cannot be read"):
+        feed.with_fresh_secrets()
+
+
+def test_the_failed_feed_settings_have_sane_defaults_and_bounds() -> None:
+    settings = parse_settings(minimal(password="p"), {})
+    assert (settings.failed_retry_initial_seconds, settings.failed_retry_max_seconds) == (60.0, 900.0)
+    assert settings.give_up_after_attempts == 0 and settings.exit_when_any_feed_fails is False
+    message = error_of({**minimal(password="p"), "failed_retry_initial_seconds": 600, "failed_retry_max_seconds": 60})
+    assert "failed_retry_max_seconds must be >= failed_retry_initial_seconds" in message
+    assert "give_up_after_attempts" in error_of({**minimal(password="p"), "give_up_after_attempts": -1})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import aiohttp
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -61,3 +62,32 @@ async def test_stop_is_safe_twice() -> None:
     await endpoints.start()
     await endpoints.stop()
     await endpoints.stop()
+
+
+async def test_status_serves_each_feed_state_as_json_without_secrets() -> None:
+    settings = parse_settings(
+        {
+            "feeds": [
+                {"name": name, "url": "http://127.0.0.1:1/f", "login": "l", "password": "Pa55-w0rd"}
+                for name in ("east", "west")
+            ]
+        },
+        {},
+    )
+    health = FeedHealth(settings)
+    metrics = ConnectorMetrics(["east", "west"], health)
+    async with Endpoints(metrics, health, "127.0.0.1", 0) as endpoints:
+        health.offset_loaded("east", 7)
+        health.poll_finished("east", seconds=1, rows=0, advanced=False)
+        health.feed_failed("west", reason="auth", message="the feed refused login 'l'", retry_in=60, consecutive=2)
+        status, content_type, body = await _get(endpoints.port, "/status")
+        assert status == 200 and content_type == "application/json"
+        shown = orjson.loads(body)
+        assert shown["status"] == "degraded"
+        assert shown["feeds"]["east"]["state"] == "idle" and shown["feeds"]["east"]["last_id"] == 7
+        west = shown["feeds"]["west"]
+        assert (west["state"], west["reason"], west["consecutive_failures"]) == ("failed", "auth", 2)
+        assert west["last_failure"]["message"] == "the feed refused login 'l'" and west["next_attempt_at"]
+        assert "Pa55-w0rd" not in body
+        status, _, _ = await _get(endpoints.port, "/readyz")
+        assert status == 200, "one failed feed of two leaves the process ready"

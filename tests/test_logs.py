@@ -18,6 +18,7 @@ from cdr_stream.logs import (
     configure_logging,
     describe_error,
     quiet_abandoned_kafka_futures,
+    redact_also,
 )
 
 SECRET = "Sw0rdfish-99"
@@ -108,3 +109,15 @@ async def test_a_never_retrieved_kafka_future_is_not_an_error(caplog: pytest.Log
     levels = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert any(level == "DEBUG" and "abandoned Kafka request ended: ProducerFenced" in m for level, m in levels), levels
     assert any(level == "ERROR" and never in message for level, message in levels), levels
+
+
+def test_a_secret_read_again_after_a_rotation_is_redacted_from_then_on(capsys: pytest.CaptureFixture[str]) -> None:
+    rotated = "R0tated-Secret-99"
+    configure_logging("INFO", "text", [SECRET])
+    try:
+        redact_also([rotated, ""])
+        logging.getLogger("cdr_stream.test").warning("old %s new %s", SECRET, rotated)
+        err = capsys.readouterr().err
+        assert SECRET not in err and rotated not in err and err.count(REDACTED) == 2
+    finally:
+        logging.getLogger().handlers.clear()

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cdr_stream.answer_order import TempSpace
 from cdr_stream.config import Settings, parse_settings
-from cdr_stream.health import FeedHealth
+from cdr_stream.health import FEED_STATES, FeedHealth
 from cdr_stream.metrics import (
     DEAD_LETTER_RULES,
     FAILURE_REASONS,
@@ -18,7 +18,7 @@ from cdr_stream.metrics import (
     ConnectorMetrics,
     ReplayMetrics,
 )
-from cdr_stream.poller import PageReport
+from cdr_stream.poller import ObserverGroup, PageReport
 
 FEEDS = ("east", "west")
 
@@ -274,3 +274,23 @@ def test_unreadable_values_are_counted_by_field_from_zero() -> None:
     assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="east", field="extra") == 2
     assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="east", field="other") == 1
     assert _value(metrics, "cdr_stream_unreadable_fields_total", feed="west", field="BillDate") == 0
+
+
+def test_each_feed_is_in_exactly_one_state_and_a_stopped_feed_says_why() -> None:
+    metrics, health = _metrics()
+
+    def states(feed: str) -> dict[str, float]:
+        return {state: _value(metrics, "cdr_stream_feed_state", feed=feed, state=state) for state in FEED_STATES}
+
+    assert states("east") == {**dict.fromkeys(FEED_STATES, 0.0), "starting": 1.0}
+    assert all(_value(metrics, "cdr_stream_feed_stopped", feed="east", reason=r) == 0 for r in FAILURE_REASONS)
+    observers = ObserverGroup(metrics, health)
+    observers.feed_failed("east", reason="auth", message="m", retry_in=60, consecutive=3)
+    assert states("east") == {**dict.fromkeys(FEED_STATES, 0.0), "failed": 1.0}
+    assert _value(metrics, "cdr_stream_poll_failures_total", feed="east", reason="auth") == 1
+    assert _value(metrics, "cdr_stream_consecutive_failures", feed="east") == 3
+    assert _value(metrics, "cdr_stream_feed_stopped", feed="east", reason="auth") == 0
+    observers.feed_failed("west", reason="fenced", message="m", retry_in=None, consecutive=1)
+    assert _value(metrics, "cdr_stream_feed_stopped", feed="west", reason="fenced") == 1
+    observers.poll_finished("east", seconds=1, rows=0, advanced=False)
+    assert states("east")["idle"] == 1 and states("east")["failed"] == 0

@@ -170,23 +170,27 @@ def _toml_table(header: str, values: dict[str, Any]) -> list[str]:
 _SECRETS = {"password", "password_env", "password_file", "passphrase", "passphrase_env", "passphrase_file"}
 
 
-def write_config(path: Path, settings: Settings, sftp_secrets: dict[str, Any] | None = None) -> Path:
+def write_config(
+    path: Path,
+    settings: Settings,
+    sftp_secrets: dict[str, Any] | None = None,
+    password_files: dict[str, Path] | None = None,
+) -> Path:
     """The settings as a TOML file for a `cdr-stream run` process. Secrets never go in the file: a web
-    service feed's password comes from the environment that `start_process` sets, an sftp feed's from the
-    `*_file` settings given in `sftp_secrets`."""
+    service feed's password comes from the environment that `start_process` sets, or from the file
+    `password_files` names for the feed; an sftp feed's from the `*_file` settings given in `sftp_secrets`."""
     lines: list[str] = []
     for feed in settings.feeds:
         values = feed.model_dump(exclude=_SECRETS | {"sftp"}, exclude_defaults=True)
         if feed.sftp is None:
-            lines += _toml_table("[[feeds]]", {**values, "password_env": PASSWORD_ENV})
+            file = (password_files or {}).get(feed.name)
+            secret = {"password_env": PASSWORD_ENV} if file is None else {"password_file": str(file)}
+            lines += _toml_table("[[feeds]]", {**values, **secret})
         else:
             lines += _toml_table("[[feeds]]", values)
             sftp = feed.sftp.model_dump(exclude=_SECRETS, exclude_defaults=True)
             lines += _toml_table("[feeds.sftp]", {**sftp, **(sftp_secrets or {})})
-    top = settings.model_dump(
-        include={"log_level", "shutdown_timeout_seconds", "http_port", "tmp_dir", "tmp_max_bytes"},
-        exclude_defaults=True,
-    )
+    top = settings.model_dump(exclude={"feeds", "kafka", "topics"}, exclude_defaults=True)
     lines[:0] = [f"{key} = {_toml_value(value)}" for key, value in top.items()]
     lines += _toml_table("[kafka]", settings.kafka.model_dump(exclude={"sasl_password"}, exclude_defaults=True))
     lines += _toml_table("[topics]", settings.topics.model_dump(exclude_defaults=True))

@@ -4,7 +4,8 @@ Every fault here is one a real billing feed has, or could have: server errors, r
 connections that hang, answers that drip, are cut off, are HTML, empty, or not an array, a wrong
 password, bad rows, repeated and shuffled rows, rows already delivered, a huge answer, and rows too
 large for Kafka. The connector must retry what a retry can fix (and say why, with a reason label),
-stop on what it cannot (a refused login), and in every case publish each row exactly once.
+retry only slowly what it cannot (a refused login: the feed is failed until its secret is fixed), and in
+every case publish each row exactly once.
 """
 
 from __future__ import annotations
@@ -129,19 +130,41 @@ async def test_a_connect_that_hangs_times_out_and_is_retried_until_the_feed_answ
     await assert_clean(kafka, topics, IdRange(1, 1500))
 
 
-async def test_a_wrong_password_stops_the_connector_with_a_clear_error_and_is_not_retried(
+async def test_a_wrong_password_fails_the_feed_which_is_retried_only_on_the_long_backoff(
     kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
 ) -> None:
     async with FeedSimulator(SimulatorConfig(password="the-right-one", records=10)) as sim:
-        connector = ConnectorProcess.start(
-            write_config(tmp_path / "c.toml", settings_for(sim, kafka, topics)), tmp_path / "connector.log"
+        settings = settings_for(sim, kafka, topics).model_copy(
+            update={"failed_retry_initial_seconds": 1.0, "failed_retry_max_seconds": 2.0}
         )
+        connector = ConnectorProcess.start(write_config(tmp_path / "c.toml", settings), tmp_path / "connector.log")
+        await asyncio.sleep(5)
+        assert connector.process.poll() is None, "the process stays up: a fixed secret heals the feed"
+        asked = len(sim.requests)
+        assert await connector.stop() == 0, connector.tail()
+    output = connector.output()
+    assert "the feed refused login 'demo' (HTTP 401" in output and "check the login and the password secret" in output
+    assert "next attempt in" in output
+    assert PASSWORD not in output
+    # Attempts at least half the backoff apart (0.5, 1, 1, ... s): at most 6 in 5 s, never a tight loop.
+    assert 2 <= asked <= 6, asked
+    result = await assert_clean(kafka, topics, None)
+    assert result.distinct_ids == 0
+
+
+async def test_a_wrong_password_with_give_up_after_one_attempt_exits_1_after_exactly_one_request(
+    kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
+) -> None:
+    async with FeedSimulator(SimulatorConfig(password="the-right-one", records=10)) as sim:
+        settings = settings_for(sim, kafka, topics).model_copy(update={"give_up_after_attempts": 1})
+        connector = ConnectorProcess.start(write_config(tmp_path / "c.toml", settings), tmp_path / "connector.log")
         assert await asyncio.to_thread(connector.process.wait, 60) == 1, connector.tail()
         asked = len(sim.requests)
     output = connector.output()
-    assert "the feed refused login 'demo' (HTTP 401" in output and "check the login and the password secret" in output
+    assert "feed sim failed (auth): the feed refused login 'demo' (HTTP 401" in output
+    assert "check the login and the password secret" in output and "stopping: every feed failed" in output
     assert PASSWORD not in output
-    assert asked == 1, "a refused login must not be retried"
+    assert asked == 1, "given up after one attempt"
     result = await assert_clean(kafka, topics, None)
     assert result.distinct_ids == 0
 

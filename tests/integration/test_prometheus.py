@@ -123,6 +123,7 @@ async def test_prometheus_scrapes_published_records_and_evaluates_the_alerts(
                 second = await published_now()
             assert await prometheus.value('up{job="cdr-stream"}') == 1
             assert await prometheus.value('cdr_stream_ready{feed="sim"}') == 1
+            assert await prometheus.value('cdr_stream_feed_state{feed="sim",state="failed"}') == 0
 
             # Every alert rule of the chart is loaded, healthy, and has been evaluated against live data.
             async def evaluated() -> list[dict[str, Any]]:
@@ -130,7 +131,8 @@ async def test_prometheus_scrapes_published_records_and_evaluates_the_alerts(
                 return [rule for group in groups for rule in group["rules"]]
 
             alerts = await evaluated()
-            assert len(alerts) >= 6, alerts
+            assert len(alerts) == 8, alerts  # every alert of the chart's PrometheusRule
+            assert "CdrStreamFeedFailed" in {rule["name"] for rule in alerts}
             while any(rule["lastEvaluation"].startswith("0001") for rule in alerts):
                 assert asyncio.get_running_loop().time() < deadline, alerts
                 await asyncio.sleep(1)

@@ -135,6 +135,7 @@ def feed_settings(kafka: KafkaSettings, topics: TopicSettings, url: str, passwor
             ],
             "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
             "topics": topics.model_dump(),
+            "give_up_after_attempts": 1,  # a refused login stops the (only) feed, and so the connector
         },
         {},
     )
@@ -144,7 +145,7 @@ def feed_settings(kafka: KafkaSettings, topics: TopicSettings, url: str, passwor
 class Run:
     failures: Failures
     error: BaseException | None
-    #: What the HTTP endpoints would serve: /metrics, and the /healthz and /readyz bodies.
+    #: What the HTTP endpoints would serve: /metrics, and the /healthz, /readyz and /status bodies.
     exposed: str
 
 
@@ -162,7 +163,7 @@ async def run_until_failures(settings: Settings, count: int) -> Run:
         await connector.wait()
     except ConnectorError as exc:
         error = exc
-    exposed = metrics.render().decode() + repr(health.liveness()) + repr(health.readiness())
+    exposed = metrics.render().decode() + repr(health.liveness()) + repr(health.readiness()) + repr(health.status())
     return Run(failures, error, exposed)
 
 

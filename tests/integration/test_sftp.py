@@ -351,7 +351,8 @@ async def test_a_wrong_host_key_is_refused_and_nothing_is_published(
     directory = sshd.new_directory()
     write_cdr_files(directory, gen, range(1, 51), fmt="json", period="hourly")
     table = sftp_table(sshd, directory, "password", known_hosts_file=str(sshd.wrong_known_hosts))
-    connector = Connector(sftp_settings(kafka, topics, table))
+    settings = sftp_settings(kafka, topics, table).model_copy(update={"give_up_after_attempts": 1})
+    connector = Connector(settings)
     await connector.start()
     with pytest.raises(ConnectorError) as caught:
         await asyncio.wait_for(connector.wait(), 60)
@@ -377,7 +378,8 @@ async def test_wrong_credentials_are_refused_without_retrying(
         keygen(tmp_path / "stranger", wrong)
         table = sftp_table(sshd, directory, auth, private_key_file=str(tmp_path / "stranger"), passphrase=wrong)
     recorder = Recorder()
-    connector = Connector(sftp_settings(kafka, topics, table), observer=recorder)
+    settings = sftp_settings(kafka, topics, table).model_copy(update={"give_up_after_attempts": 1})
+    connector = Connector(settings, observer=recorder)
     await connector.start()
     with pytest.raises(ConnectorError) as caught:
         await asyncio.wait_for(connector.wait(), 60)

@@ -9,6 +9,10 @@ a valid TOML basic string, and toJson never writes 1e+06 for an integer.
 log_level = {{ .Values.log.level | toJson }}
 log_format = {{ .Values.log.format | toJson }}
 shutdown_timeout_seconds = {{ .Values.shutdownTimeoutSeconds | toJson }}
+failed_retry_initial_seconds = {{ .Values.failedFeeds.retryInitialSeconds | toJson }}
+failed_retry_max_seconds = {{ .Values.failedFeeds.retryMaxSeconds | toJson }}
+give_up_after_attempts = {{ .Values.failedFeeds.giveUpAfterAttempts | toJson }}
+exit_when_any_feed_fails = {{ .Values.failedFeeds.exitWhenAnyFails | toJson }}
 http_port = {{ include "cdr-stream.httpPort" . }}
 tmp_dir = {{ include "cdr-stream.tmpDir" . | toJson }}
 tmp_max_bytes = {{ mul .Values.tmpDir.sizeLimitMiB 943718 }}
