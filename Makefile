@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck ops-check test test-unit demo kafka-up kafka-down bench bench-parse clean
+.PHONY: help venv lint typecheck ops-check image engine-down test test-unit demo kafka-up kafka-down bench bench-parse clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
 	@echo "make test       lint, type check, the deployment checks and the whole test suite (starts the broker)"
 	@echo "make ops-check  Helm chart, alert rules and tests, dashboard, Dockerfile and lock checks (dev/ops/check)"
 	@echo "make test-unit  the tests that need no broker and no ops tools"
+	@echo "make image      build the Dockerfile in a private Docker Engine on a local Debian base (dev/container)"
+	@echo "make engine-down  stop that private Docker Engine"
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
 	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
@@ -33,6 +35,13 @@ typecheck: venv
 # The chart, alerts and Dockerfile checks; they install helm and promtool themselves on the first run.
 ops-check: venv
 	dev/ops/check
+
+# The Dockerfile as users build it, in the private engine, on a base made locally (no registry needed).
+image:
+	dev/container/build
+
+engine-down:
+	dev/container/engine stop
 
 test: lint typecheck ops-check
 	dev/kafka/broker fetch
@@ -59,4 +68,5 @@ kafka-down:
 
 clean:
 	dev/kafka/broker stop || true
+	dev/container/engine stop || true
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
