@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck ops-check image engine-down test test-unit demo kafka-up kafka-down bench bench-parse clean
+.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down bench bench-parse clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
@@ -43,7 +43,11 @@ image:
 engine-down:
 	dev/container/engine stop
 
-test: lint typecheck ops-check
+# The Kubernetes binaries of the chart install test build in the background (once per version) meanwhile.
+kube-tools-background:
+	dev/kube/tools --background
+
+test: kube-tools-background lint typecheck ops-check
 	dev/kafka/broker fetch
 	dev/sshd/install
 	$(BIN)/pytest
@@ -69,4 +73,5 @@ kafka-down:
 clean:
 	dev/kafka/broker stop || true
 	dev/container/engine stop || true
+	dev/kube/cluster stop || true
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
