@@ -107,8 +107,9 @@ class PodRun:
                 os.chown(path, 0, self.fs_group)
             path.chmod(mode)
 
-    def command(self, name: str, *, detach: bool = False, args: list[str] | None = None) -> list[str]:
-        run = [DOCKER, "run", "--name", name, *(["--detach"] if detach else ["--rm"]), *self.options]
+    def docker_args(self, name: str, *, detach: bool = False, args: list[str] | None = None) -> list[str]:
+        """`docker run` arguments (after the docker command); args replace the chart's container args."""
+        run = ["run", "--name", name, *(["--detach"] if detach else ["--rm"]), *self.options]
         return [*run, self.image, *(self.args if args is None else args)]
 
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     files_dir = STATE / "pods" / options.name
     run = pod_run(render(options.values), files_dir)
     run.materialize()
-    command = run.command(options.name, args=options.args or None)
+    command = [DOCKER, *run.docker_args(options.name, args=options.args or None)]
     print(" ".join(command), file=sys.stderr)
     return subprocess.run(command, env=docker_env(), check=False).returncode
 

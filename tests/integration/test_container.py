@@ -151,7 +151,7 @@ async def test_the_chart_pod_streams_exactly_once_answers_probes_and_stops_withi
         assert run.image == image, "the chart deploys the image that dev/container/build tags"
         run.materialize()
         name = f"cdr-stream-test-{uuid.uuid4().hex[:8]}"
-        started = await adocker(*run.command(name, detach=True)[1:])
+        started = await adocker(*run.docker_args(name, detach=True))
         assert started.returncode == 0, started.stderr
         try:
             logs = ""
@@ -161,7 +161,15 @@ async def test_the_chart_pod_streams_exactly_once_answers_probes_and_stops_withi
                 assert state == "running", f"the container is {state}:\n{logs[-3000:]}"
                 assert time.monotonic() < deadline, f"offset {offset} did not reach {sim.max_id}:\n{logs[-3000:]}"
                 await asyncio.sleep(0.5)
-                logs = (await adocker("logs", name)).stderr + (await adocker("logs", name)).stdout
+                logs = (await adocker("logs", name)).stderr
+
+            # The settings are in force in the running process, not only asked for.
+            proc = (await adocker("exec", name, "cat", "/proc/1/status")).stdout
+            fields = dict(line.split(":", 1) for line in proc.splitlines() if ":" in line)
+            assert fields["Uid"].split()[:2] == [str(USER), str(USER)], proc
+            assert fields["CapEff"].strip() == "0000000000000000", proc
+            assert fields["NoNewPrivs"].strip() == "1", proc
+            assert fields["Seccomp"].strip() == "2", "the runtime's default seccomp filter"
 
             base = f"http://127.0.0.1:{http_port}"
             for path in ("/healthz", "/readyz"):
@@ -189,5 +197,5 @@ async def test_the_chart_pod_streams_exactly_once_answers_probes_and_stops_withi
             await adocker("rm", "--force", name)
 
         verify_args = ["verify", "--feed", FEED, "--expect-range", f"{sim.config.first_id}-{sim.max_id}"]
-        verify = await adocker(*run.command(f"{name}-verify", args=verify_args)[1:])
+        verify = await adocker(*run.docker_args(f"{name}-verify", args=verify_args))
         assert verify.returncode == 0, verify.stdout + verify.stderr
