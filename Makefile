@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck ops-check test test-unit demo kafka-up kafka-down bench bench-parse clean
+.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down bench bench-parse clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
 	@echo "make test       lint, type check, the deployment checks and the whole test suite (starts the broker)"
 	@echo "make ops-check  Helm chart, alert rules and tests, dashboard, Dockerfile and lock checks (dev/ops/check)"
 	@echo "make test-unit  the tests that need no broker and no ops tools"
+	@echo "make image      build the Dockerfile in a private Docker Engine on a local Debian base (dev/container)"
+	@echo "make engine-down  stop that private Docker Engine"
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
 	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
@@ -34,7 +36,18 @@ typecheck: venv
 ops-check: venv
 	dev/ops/check
 
-test: lint typecheck ops-check
+# The Dockerfile as users build it, in the private engine, on a base made locally (no registry needed).
+image:
+	dev/container/build
+
+engine-down:
+	dev/container/engine stop
+
+# The Kubernetes binaries of the chart install test build in the background (once per version) meanwhile.
+kube-tools-background:
+	dev/kube/tools --background
+
+test: kube-tools-background lint typecheck ops-check
 	dev/kafka/broker fetch
 	dev/sshd/install
 	$(BIN)/pytest
@@ -59,4 +72,6 @@ kafka-down:
 
 clean:
 	dev/kafka/broker stop || true
+	dev/container/engine stop || true
+	dev/kube/cluster stop || true
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

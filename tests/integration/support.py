@@ -220,6 +220,12 @@ async def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SI
 _PROGRESS = re.compile(r"feed (\S+) (?:committed IDs \d+\.\.|resumes after ID )(\d+)")
 
 
+def logged_offset(output: str, feed: str = FEED) -> int | None:
+    """The feed's offset as a connector's log last gave it (loaded at start or committed); None before."""
+    found = [int(last) for name, last in _PROGRESS.findall(output) if name == feed]
+    return found[-1] if found else None
+
+
 @dataclass
 class ConnectorProcess:
     """A `cdr-stream run` process; its output is the part of `log` written since it started."""
@@ -249,8 +255,7 @@ class ConnectorProcess:
 
     def offset(self, feed: str = FEED) -> int | None:
         """The feed's offset as this process last logged it (loaded at start or committed); None before."""
-        found = [int(last) for name, last in _PROGRESS.findall(self.output()) if name == feed]
-        return found[-1] if found else None
+        return logged_offset(self.output(), feed)
 
     async def wait_offset(self, last_id: int, timeout: float = 90) -> None:
         """Until this process has the feed's offset at `last_id` (it fails at once if the process exits)."""
