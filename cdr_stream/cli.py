@@ -273,6 +273,16 @@ def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_backfill(settings, feed, window, report, topics, args.restart))
 
 
+def _cancel_on_signals() -> None:
+    """SIGTERM or SIGINT cancels the running task: what was committed stays committed, with its progress;
+    a commit cut short is aborted."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+
+
 async def _backfill(
     settings: Settings,
     feed: FeedSettings,
@@ -281,12 +291,7 @@ async def _backfill(
     topics: TopicSettings,
     restart: bool,
 ) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # What was committed stays committed, with its progress; a commit cut short is aborted.
-        loop.add_signal_handler(signum, task.cancel)
+    _cancel_on_signals()
     try:
         await Backfill(settings, feed, window, report, topics=topics, restart=restart).run()
     except asyncio.CancelledError:
@@ -332,12 +337,7 @@ async def _replay_dead_letters(
     chunk_size: int | None,
     metrics_file: Path | None,
 ) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # What was committed stays committed, with its progress; a commit cut short is aborted.
-        loop.add_signal_handler(signum, task.cancel)
+    _cancel_on_signals()
     metrics = ReplayMetrics(feed.name)
     replay = DlqReplay(settings, feed, selection, ReplayObservers(ReplayLog(), metrics), chunk_size=chunk_size)
     try:

@@ -424,6 +424,12 @@ def _service_fields(rng: random.Random, account: Account, local: datetime) -> Fe
     else:
         desc1 = "Manual charge"
         desc2, amount = _MANUAL_CHARGES[int(rng.random() * len(_MANUAL_CHARGES))]
+    return _service_row(desc1, desc2, amount, line)
+
+
+def _service_row(desc1: str, desc2: str, amount: Decimal, line: str = "") -> FeedRow:
+    """A service fee: billed to one of the account's lines, or (no `line`) to the account itself, with no
+    direction and no calling, called or billed number."""
     return {
         "Direction": "",
         "CallType": "Service",
@@ -443,34 +449,13 @@ def _service_fields(rng: random.Random, account: Account, local: datetime) -> Fe
     }
 
 
-def _no_numbers(desc1: str, desc2: str, amount: Decimal) -> FeedRow:
-    """A record billed to the account itself: no direction, no calling, called or billed number."""
-    return {
-        "Direction": "",
-        "CallType": "Service",
-        "AParty": "",
-        "BParty": "",
-        "BillNumber": "",
-        "Seconds": 0,
-        "NetworkSeconds": 0,
-        "ConnectSeconds": 0,
-        "Charge": _money(amount * GST_RATE),
-        "ChargeExcl": amount,
-        "FreeUnitsUsed": 0,
-        "TextDesc1": desc1,
-        "TextDesc2": desc2,
-        "ReleaseCause": "",
-        "Status": "Ok",
-    }
-
-
 def _account_fee_fields(rng: random.Random) -> FeedRow:
-    return _no_numbers(*_ACCOUNT_FEES[int(rng.random() * len(_ACCOUNT_FEES))])
+    return _service_row(*_ACCOUNT_FEES[int(rng.random() * len(_ACCOUNT_FEES))])
 
 
 def _credit_fields(rng: random.Random) -> FeedRow:
     desc2, amount = _CREDITS[int(rng.random() * len(_CREDITS))]
-    return _no_numbers("Credit", desc2, amount)
+    return _service_row("Credit", desc2, amount)
 
 
 def _offset_spelling(offset: timedelta | None, rng: random.Random) -> str:
