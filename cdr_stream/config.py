@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from cdr_stream.body import AnswerFormat
+from cdr_stream.answers.formats import AnswerFormat
 
 log = logging.getLogger(__name__)
 

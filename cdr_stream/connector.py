@@ -19,18 +19,18 @@ from typing import Self
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from cdr_stream.answer_order import TempSpace
-from cdr_stream.backoff import backoff_delay
+from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import FeedSettings, Settings
-from cdr_stream.feed import FeedClient, FeedTransport
-from cdr_stream.kafka_clients import check_authentication
-from cdr_stream.logs import describe_error, quiet_abandoned_kafka_futures
-from cdr_stream.poller import CRASHED, FailurePolicy, FeedPoller, FeedStopped, HttpSource, PollObserver, Source
-from cdr_stream.presence import FeedPresence, running_members
-from cdr_stream.progress import ProgressLog
-from cdr_stream.state import StoredOffset, read_offsets
-from cdr_stream.topics import prepare_topics
-from cdr_stream.writer import TransactionalWriter
+from cdr_stream.kafka.clients import check_authentication
+from cdr_stream.kafka.presence import FeedPresence, running_members
+from cdr_stream.kafka.state import StoredOffset, read_offsets
+from cdr_stream.kafka.topics import prepare_topics
+from cdr_stream.kafka.writer import TransactionalWriter
+from cdr_stream.ops.logs import describe_error, quiet_abandoned_kafka_futures
+from cdr_stream.ops.progress import ProgressLog
+from cdr_stream.pipeline.backoff import backoff_delay
+from cdr_stream.pipeline.poller import CRASHED, FailurePolicy, FeedPoller, FeedStopped, HttpSource, PollObserver, Source
+from cdr_stream.sources.http import FeedClient, FeedTransport
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Connector:
 
     def _open_source(self, feed: FeedSettings) -> Source:
         if feed.source == "sftp":
-            from cdr_stream.sftp import SftpSource  # asyncssh (and its crypto) loads only when a feed needs it
+            from cdr_stream.sources.sftp import SftpSource  # asyncssh (and its crypto) loads only when a feed needs it
 
             return SftpSource(feed, self.observer, space=self.space)
         transport = self._transport_factory(feed) if self._transport_factory else None

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from cdr_stream.config import load_settings
-from cdr_stream.kafka_clients import admin_client
+from cdr_stream.kafka.clients import admin_client
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "dev" / "demo.toml"

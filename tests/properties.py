@@ -20,9 +20,9 @@ from typing import Any, Final, TypeVar
 import jsonschema_rs
 import orjson
 
-from cdr_stream.fields import DESCRIPTIVE_FIELDS, FEED_TO_EVENT
-from cdr_stream.parse import AnswerFormatError, json_row_chunks
-from cdr_stream.records import (
+from cdr_stream.answers.parse import AnswerFormatError, json_row_chunks
+from cdr_stream.records.fields import DESCRIPTIVE_FIELDS, FEED_TO_EVENT
+from cdr_stream.records.processor import (
     EVENT_SCHEMA_FILE,
     FUTURE_TOLERANCE,
     RULE_INVALID_FIELD,

@@ -30,7 +30,7 @@ import orjson
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from cdr_stream.fields import FEED_FIELDS
+from cdr_stream.records.fields import FEED_FIELDS
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1

@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from cdr_stream.backfill import (
+from cdr_stream.config import ConfigError, TopicSettings
+from cdr_stream.kafka.state import StoredOffset, is_offset_key
+from cdr_stream.pipeline.backfill import (
     BackfillProgress,
     BackfillWindow,
     RunIdentity,
@@ -14,10 +16,8 @@ from cdr_stream.backfill import (
     parse_hour,
     replay_topics,
 )
-from cdr_stream.config import ConfigError, TopicSettings
-from cdr_stream.feed import FeedWindow
-from cdr_stream.records import ProcessedChunk
-from cdr_stream.state import StoredOffset, is_offset_key
+from cdr_stream.records.processor import ProcessedChunk
+from cdr_stream.sources.http import FeedWindow
 
 DAY = date(2023, 4, 2)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from cdr_stream.backoff import backoff_delay
+from cdr_stream.pipeline.backoff import backoff_delay
 
 
 def test_full_jitter_stays_under_a_growing_capped_ceiling() -> None:

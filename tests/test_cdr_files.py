@@ -5,7 +5,9 @@ from datetime import datetime
 
 import pytest
 
-from cdr_stream.cdr_files import (
+from cdr_stream.config import DEFAULT_FILE_PATTERN
+from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition
+from cdr_stream.sources.files import (
     CHANGED,
     CHANGED_IN_FLIGHT,
     RENAMED,
@@ -18,8 +20,6 @@ from cdr_stream.cdr_files import (
     period_of,
     plan,
 )
-from cdr_stream.config import DEFAULT_FILE_PATTERN
-from cdr_stream.state import FileInFlight, FileMark, FilesPosition
 
 PATTERN = re.compile(DEFAULT_FILE_PATTERN)
 

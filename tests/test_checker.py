@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from cdr_stream.checker import (
+from cdr_stream.config import TopicSettings
+from cdr_stream.ops.checker import (
     ExpectationError,
     IdRange,
     IdSet,
@@ -22,8 +23,7 @@ from cdr_stream.checker import (
     parse_range,
     read_id_file,
 )
-from cdr_stream.config import TopicSettings
-from cdr_stream.records import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
+from cdr_stream.records.processor import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
 
 TOPICS = TopicSettings(events="ev", dead_letter="dlq", state="st")
 

@@ -12,8 +12,9 @@ from urllib.parse import quote_plus
 import orjson
 import pytest
 
-from cdr_stream.checker import IdSet
-from cdr_stream.dlq import (
+from cdr_stream.kafka.state import is_offset_key
+from cdr_stream.ops.checker import IdSet
+from cdr_stream.pipeline.dlq import (
     SKIP_NO_ID,
     SKIP_NOT_AN_OBJECT,
     SKIP_TRUNCATED,
@@ -28,7 +29,7 @@ from cdr_stream.dlq import (
     mask,
     replay_chunk,
 )
-from cdr_stream.records import (
+from cdr_stream.records.processor import (
     HEADER_FEED,
     MAX_RAW_BYTES,
     RULE_MISSING_FIELD,
@@ -37,7 +38,6 @@ from cdr_stream.records import (
     RecordProcessor,
     Rejection,
 )
-from cdr_stream.state import is_offset_key
 from tests.rows import feed_row
 
 FEED = "east"

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdr_stream.config import parse_settings
-from cdr_stream.endpoints import EndpointError, Endpoints
-from cdr_stream.health import FeedHealth
-from cdr_stream.metrics import ConnectorMetrics
+from cdr_stream.ops.endpoints import EndpointError, Endpoints
+from cdr_stream.ops.health import FeedHealth
+from cdr_stream.ops.metrics import ConnectorMetrics
 
 SETTINGS = parse_settings(
     {"feeds": [{"name": "east", "url": "http://127.0.0.1:1/f", "login": "l", "password": "p"}]}, {}

@@ -15,9 +15,9 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from cdr_stream.answer_order import TempSpace
+from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import FeedSettings
-from cdr_stream.feed import (
+from cdr_stream.sources.http import (
     MIN_PROGRESS_BYTES,
     FeedAuthError,
     FeedClient,
@@ -265,7 +265,7 @@ async def test_a_slow_but_steady_huge_answer_is_not_a_timeout() -> None:
 
 async def test_time_spent_between_reads_does_not_count_against_the_feed() -> None:
     # The caller commits between chunks; a feed that answers at once is not slow however long that takes.
-    from cdr_stream.feed import _ProgressGuard
+    from cdr_stream.sources.http import _ProgressGuard
 
     instant = TimedResponse(piece=b" ", count=10, delay=0.0)
     guard = _ProgressGuard(instant.read, 0.1)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka.errors import ProducerFenced
 
-from cdr_stream.logs import (
+from cdr_stream.ops.logs import (
     REDACTED,
     JsonFormatter,
     RepeatFilter,
@@ -78,7 +78,7 @@ def test_repeats_of_a_kafka_client_message_are_held_back_and_counted() -> None:
     flood = [record("aiokafka", "Unable connect to node with id %s: %s", 1, f"attempt {n}") for n in range(500)]
     assert [repeats.filter(line) for line in flood].count(True) == 1
     assert repeats.filter(record("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s", 1, "x"))
-    assert repeats.filter(record("cdr_stream.poller", "Unable connect to node with id %s: %s", 1, "x"))
+    assert repeats.filter(record("cdr_stream.pipeline.poller", "Unable connect to node with id %s: %s", 1, "x"))
     now[0] = 61.0
     later = record("aiokafka", "Unable connect to node with id %s: %s", 1, "again")
     assert repeats.filter(later)
@@ -87,7 +87,7 @@ def test_repeats_of_a_kafka_client_message_are_held_back_and_counted() -> None:
 
 def test_other_loggers_are_never_held_back() -> None:
     repeats = RepeatFilter()
-    assert all(repeats.filter(record("cdr_stream.progress", "feed %s: retry", "f")) for _ in range(100))
+    assert all(repeats.filter(record("cdr_stream.ops.progress", "feed %s: retry", "f")) for _ in range(100))
 
 
 def test_describe_error_names_the_type_once() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdr_stream.answer_order import TempSpace
+from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import Settings, parse_settings
-from cdr_stream.health import FEED_STATES, FeedHealth
-from cdr_stream.metrics import (
+from cdr_stream.ops.health import FEED_STATES, FeedHealth
+from cdr_stream.ops.metrics import (
     DEAD_LETTER_RULES,
     FAILURE_REASONS,
     REPLAY_OUTCOMES,
@@ -18,7 +18,7 @@ from cdr_stream.metrics import (
     ConnectorMetrics,
     ReplayMetrics,
 )
-from cdr_stream.poller import ObserverGroup, PageReport
+from cdr_stream.pipeline.poller import ObserverGroup, PageReport
 
 FEEDS = ("east", "west")
 
@@ -175,7 +175,7 @@ def test_files_that_are_not_cdr_files_have_a_counter_of_their_own() -> None:
 
 
 def test_replay_metrics_exist_at_zero_and_count_outcomes_and_rules(tmp_path: Path) -> None:
-    from cdr_stream.dlq import ChunkOutcome, ReplayProgress
+    from cdr_stream.pipeline.dlq import ChunkOutcome, ReplayProgress
 
     metrics = ReplayMetrics("east")
     text = metrics.render().decode()
@@ -209,7 +209,7 @@ def test_replay_metrics_exist_at_zero_and_count_outcomes_and_rules(tmp_path: Pat
 
 
 def test_every_replay_outcome_the_replay_counts_has_its_label() -> None:
-    from cdr_stream.dlq import ChunkOutcome
+    from cdr_stream.pipeline.dlq import ChunkOutcome
 
     counted = {name for name in ChunkOutcome.__slots__ if name != "chunk"}
     assert counted == set(REPLAY_OUTCOMES)
@@ -253,7 +253,7 @@ def test_spill_bytes_shows_what_each_feeds_sort_takes_on_disk(tmp_path: Path) ->
 
 
 def test_every_dead_letter_rule_records_py_names_has_its_own_label() -> None:
-    import cdr_stream.records as records
+    import cdr_stream.records.processor as records
 
     rules = {value for name, value in vars(records).items() if name.startswith("RULE_")}
     assert {"missing_field", "invalid_value", "too_large"} <= rules, "the scan finds the rules"

@@ -10,10 +10,10 @@ from datetime import date
 
 import pytest
 
-from cdr_stream.backfill import BackfillProgress, BackfillWindow, RunIdentity
-from cdr_stream.feed import FeedWindow
-from cdr_stream.poller import PageReport
-from cdr_stream.progress import BackfillReport, ProgressLog
+from cdr_stream.ops.progress import BackfillReport, ProgressLog
+from cdr_stream.pipeline.backfill import BackfillProgress, BackfillWindow, RunIdentity
+from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.sources.http import FeedWindow
 
 DAY = date(2023, 4, 2)
 RUN = RunIdentity("hero", BackfillWindow(DAY, DAY), "cdr.events")
@@ -39,7 +39,7 @@ def test_a_terminal_gets_one_line_rewritten_with_hours_rows_and_rate() -> None:
 
 def test_without_a_terminal_each_hour_done_is_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
     report = BackfillReport()
-    with caplog.at_level(logging.INFO, logger="cdr_stream.progress"):
+    with caplog.at_level(logging.INFO, logger="cdr_stream.ops.progress"):
         report.started(RUN, progress(3, 700))
         report.committed(progress(3, 800), FeedWindow(DAY, 3))
         report.hour_done(progress(4, 900), FeedWindow(DAY, 3))
@@ -52,7 +52,7 @@ def test_without_a_terminal_each_hour_done_is_a_log_line(caplog: pytest.LogCaptu
 
 
 def test_a_commit_line_counts_the_unreadable_values(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="cdr_stream.progress")
+    caplog.set_level(logging.INFO, logger="cdr_stream.ops.progress")
     report = ProgressLog()
     page = PageReport(10, 20, 9, 1, 0, 0, unreadable_fields=Counter({"BillDate": 2, "Seconds": 1}))
     report.page_committed("hero", page)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdr_stream.body import TextFormat
-from cdr_stream.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS
-from cdr_stream.records import (
+from cdr_stream.answers.formats import TextFormat
+from cdr_stream.records.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS
+from cdr_stream.records.processor import (
     EVENT_SCHEMA_FILE,
     ROW_SCHEMA_FILE,
     RULE_INVALID_FIELD,
@@ -396,7 +396,7 @@ def test_a_call_from_the_future_is_an_invalid_value() -> None:
 
 def test_a_row_too_large_for_a_kafka_batch_is_dead_lettered_with_its_raw_row_cut() -> None:
     # Regression: such a row failed its transaction on every retry, for ever.
-    from cdr_stream.records import MAX_EVENT_BYTES, MAX_RAW_BYTES, RULE_TOO_LARGE
+    from cdr_stream.records.processor import MAX_EVENT_BYTES, MAX_RAW_BYTES, RULE_TOO_LARGE
 
     huge = feed_row(9, Notes="x" * (MAX_EVENT_BYTES + 10))
     chunk = RecordProcessor("hero-nz").process_chunk([feed_row(8), huge, feed_row(10)], 0)
@@ -414,14 +414,14 @@ def test_a_row_too_large_for_a_kafka_batch_is_dead_lettered_with_its_raw_row_cut
 
 
 def test_an_event_just_under_the_limit_is_published() -> None:
-    from cdr_stream.records import MAX_EVENT_BYTES
+    from cdr_stream.records.processor import MAX_EVENT_BYTES
 
     (event,) = RecordProcessor("f").process_chunk([feed_row(1, Notes="x" * (MAX_EVENT_BYTES - 2000))], 0).events
     assert MAX_EVENT_BYTES - 2000 < len(event.value) <= MAX_EVENT_BYTES
 
 
 def test_a_huge_invalid_row_keeps_its_rule_and_a_cut_raw_row() -> None:
-    from cdr_stream.records import MAX_RAW_BYTES
+    from cdr_stream.records.processor import MAX_RAW_BYTES
 
     row = feed_row(3, Charge="12x", TextDesc1="y" * 500_000, AccountCode="a" * 5000)
     (letter,) = dead_letters_of([row])
@@ -488,8 +488,8 @@ def text_rows(row: dict[str, Any], fmt: TextFormat) -> list[Any]:
     import csv
     import io
 
-    from cdr_stream.body import TEXT_DELIMITERS
-    from cdr_stream.textparse import TextRowParser
+    from cdr_stream.answers.formats import TEXT_DELIMITERS
+    from cdr_stream.answers.text import TextRowParser
 
     out = io.StringIO()
     writer = csv.writer(out, delimiter=TEXT_DELIMITERS[fmt], lineterminator="\n")

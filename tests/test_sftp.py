@@ -7,12 +7,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from cdr_stream.answers.parse import answer_row_chunks
 from cdr_stream.config import parse_settings
-from cdr_stream.parse import answer_row_chunks
-from cdr_stream.progress import ProgressLog
-from cdr_stream.sftp import SftpSource
+from cdr_stream.ops.progress import ProgressLog
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import write_cdr_files
+from cdr_stream.sources.sftp import SftpSource
 from tests.rows import FILE_FORMATS
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from cdr_stream.state import FileInFlight, FileMark, FilesPosition, StoredOffset
+from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition, StoredOffset
 
 
 def test_a_web_service_feed_stores_exactly_the_value_it_always_did() -> None:

@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 from cdr_stream.config import parse_settings
-from cdr_stream.endpoints import Endpoints
-from cdr_stream.health import FeedHealth
-from cdr_stream.metrics import ConnectorMetrics
-from cdr_stream.poller import PageReport
-from cdr_stream.status import status_table, status_url
+from cdr_stream.ops.endpoints import Endpoints
+from cdr_stream.ops.health import FeedHealth
+from cdr_stream.ops.metrics import ConnectorMetrics
+from cdr_stream.ops.status import status_table, status_url
+from cdr_stream.pipeline.poller import PageReport
 
 SETTINGS = parse_settings(
     {"feeds": [{"name": name, "url": "http://127.0.0.1:1/f", "login": "l", "password": "p"} for name in ("a", "bb")]},

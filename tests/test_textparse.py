@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from cdr_stream.body import AnswerFormatError, TextFormat
-from cdr_stream.fields import FEED_FIELDS
-from cdr_stream.records import MalformedRow, RecordProcessor
+from cdr_stream.answers.formats import AnswerFormatError, TextFormat
+from cdr_stream.answers.text import MAX_RECORD_CHARS, TextRowParser, text_row_chunks
+from cdr_stream.records.fields import FEED_FIELDS
+from cdr_stream.records.processor import MalformedRow, RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.formats import RowCache, framing
-from cdr_stream.textparse import MAX_RECORD_CHARS, TextRowParser, text_row_chunks
 from tests.memory import rss_kib
 from tests.test_parse import reader
 

@@ -11,8 +11,8 @@ from typing import Final, Literal
 
 import orjson
 
-from cdr_stream.body import TEXT_DELIMITERS
-from cdr_stream.fields import FEED_FIELDS
+from cdr_stream.answers.formats import TEXT_DELIMITERS
+from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.simulator.generator import FeedGenerator, FeedRow
 
 NumbersAs = Literal["number", "string"]

@@ -38,8 +38,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from cdr_stream.config import KafkaSettings
-from cdr_stream.readback import committed_records
-from cdr_stream.state import read_offsets
+from cdr_stream.kafka.readback import committed_records
+from cdr_stream.kafka.state import read_offsets
 
 REPO: Final = Path(__file__).resolve().parents[2]
 BROKER: Final = REPO / "dev" / "kafka" / "broker"

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from cdr_stream.parse import AnswerFormat, answer_row_chunks
-from cdr_stream.records import RecordProcessor
+from cdr_stream.answers.parse import AnswerFormat, answer_row_chunks
+from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.formats import NumbersAs, RowCache, framing
 

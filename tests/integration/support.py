@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from cdr_stream.checker import CheckResult, Expectation, IdRange, check_feed
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector
-from cdr_stream.kafka_clients import admin_client, connection_options
-from cdr_stream.readback import committed_records, partitions_of
+from cdr_stream.kafka.clients import admin_client, connection_options
+from cdr_stream.kafka.readback import committed_records, partitions_of
+from cdr_stream.ops.checker import CheckResult, Expectation, IdRange, check_feed
 from cdr_stream.simulator import FeedSimulator
 
 FEED = "sim"

@@ -14,10 +14,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from cdr_stream.answer_order import TempSpace
-from cdr_stream.checker import IdRange
+from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import KafkaSettings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector
+from cdr_stream.ops.checker import IdRange
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     FEED,

@@ -11,14 +11,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cdr_stream.backfill import Backfill, BackfillProgress, BackfillWindow, replay_topics
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings
-from cdr_stream.records import HEADER_FEED, HEADER_REPLAY, HEADER_SCHEMA_VERSION, ProcessedChunk
+from cdr_stream.kafka.state import read_offsets, read_state
+from cdr_stream.kafka.topics import prepare_topics
+from cdr_stream.kafka.writer import TransactionalWriter
+from cdr_stream.pipeline.backfill import Backfill, BackfillProgress, BackfillWindow, replay_topics
+from cdr_stream.records.processor import HEADER_FEED, HEADER_REPLAY, HEADER_SCHEMA_VERSION, ProcessedChunk
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from cdr_stream.simulator.generator import NZ
-from cdr_stream.state import read_offsets, read_state
-from cdr_stream.topics import prepare_topics
-from cdr_stream.writer import TransactionalWriter
 from tests.integration.support import (
     FEED,
     PASSWORD,
@@ -127,7 +127,7 @@ async def test_a_topic_of_its_own_an_empty_window_a_finished_run_and_a_restart(
             feed = settings.feeds[0]
 
             async def backfill(window: BackfillWindow, *, restart: bool = False) -> BackfillProgress:
-                from cdr_stream.progress import BackfillReport
+                from cdr_stream.ops.progress import BackfillReport
 
                 run = Backfill(settings, feed, window, BackfillReport(), topics=run_topics, restart=restart)
                 return await run.run()

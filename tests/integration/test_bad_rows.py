@@ -14,8 +14,8 @@ import pytest
 
 from cdr_stream.config import FeedSettings, KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector
-from cdr_stream.feed import FeedResponse
-from cdr_stream.records import RULE_INVALID_VALUE, usable_id
+from cdr_stream.records.processor import RULE_INVALID_VALUE, usable_id
+from cdr_stream.sources.http import FeedResponse
 from tests.integration.support import FEED, PASSWORD, Published, read_published, wait_for
 from tests.properties import EVENT_VALIDATOR
 from tests.rows import feed_row

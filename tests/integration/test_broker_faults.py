@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cdr_stream.checker import IdRange
 from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.ops.checker import IdRange
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.conftest import BROKER
 from tests.integration.support import (

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from cdr_stream.checker import IdRange, IdSet, check_feed
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings
-from cdr_stream.kafka_clients import connection_options
-from cdr_stream.records import HEADER_FEED, RecordProcessor
+from cdr_stream.kafka.clients import connection_options
+from cdr_stream.kafka.state import StoredOffset
+from cdr_stream.kafka.topics import prepare_topics
+from cdr_stream.ops.checker import IdRange, IdSet, check_feed
+from cdr_stream.records.processor import HEADER_FEED, RecordProcessor
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
-from cdr_stream.state import StoredOffset
-from cdr_stream.topics import prepare_topics
 from tests.integration.support import FEED, PASSWORD, run_until_caught_up, settings_for, write_config
 from tests.rows import feed_row
 

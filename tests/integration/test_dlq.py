@@ -15,8 +15,11 @@ import orjson
 import pytest
 
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
-from cdr_stream.dlq import ReplayProgress
-from cdr_stream.records import (
+from cdr_stream.kafka.state import read_offsets, read_state
+from cdr_stream.kafka.topics import prepare_topics
+from cdr_stream.kafka.writer import TransactionalWriter
+from cdr_stream.pipeline.dlq import ReplayProgress
+from cdr_stream.records.processor import (
     HEADER_FEED,
     HEADER_REPLAY,
     HEADER_REPLAY_SOURCE,
@@ -25,9 +28,6 @@ from cdr_stream.records import (
     RecordProcessor,
     Rejection,
 )
-from cdr_stream.state import read_offsets, read_state
-from cdr_stream.topics import prepare_topics
-from cdr_stream.writer import TransactionalWriter
 from tests.integration.support import (
     FEED,
     PASSWORD,

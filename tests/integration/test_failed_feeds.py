@@ -21,14 +21,14 @@ import aiohttp
 import orjson
 import pytest
 
-from cdr_stream.checker import IdRange, check_feed
 from cdr_stream.cli import EXIT_FAILED
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings
 from cdr_stream.connector import Connector
-from cdr_stream.health import FeedHealth
-from cdr_stream.poller import RIVAL_CHECK_SECONDS, ObserverGroup
-from cdr_stream.presence import running_members
-from cdr_stream.progress import ProgressLog
+from cdr_stream.kafka.presence import running_members
+from cdr_stream.ops.checker import IdRange, check_feed
+from cdr_stream.ops.health import FeedHealth
+from cdr_stream.ops.progress import ProgressLog
+from cdr_stream.pipeline.poller import RIVAL_CHECK_SECONDS, ObserverGroup
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import ConnectorProcess, settings_for, wait_for, write_config
 

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
-from cdr_stream.checker import CheckResult, IdRange
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.records import RULE_TOO_LARGE
+from cdr_stream.ops.checker import CheckResult, IdRange
+from cdr_stream.records.processor import RULE_TOO_LARGE
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     PASSWORD,

@@ -8,9 +8,15 @@ from typing import Any
 import orjson
 import pytest
 
-from cdr_stream.body import AnswerFormat
+from cdr_stream.answers.formats import AnswerFormat
 from cdr_stream.config import KafkaSettings
-from cdr_stream.records import RULE_INVALID_FIELD, RULE_INVALID_VALUE, RULE_MISSING_FIELD, Event, RecordProcessor
+from cdr_stream.records.processor import (
+    RULE_INVALID_FIELD,
+    RULE_INVALID_VALUE,
+    RULE_MISSING_FIELD,
+    Event,
+    RecordProcessor,
+)
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from cdr_stream.simulator.formats import NumbersAs, json_row
 from tests.integration.support import (

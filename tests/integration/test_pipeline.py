@@ -7,13 +7,13 @@ from collections import defaultdict
 import orjson
 import pytest
 
-from cdr_stream.checker import IdRange, check_feed
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.connector import Connector
-from cdr_stream.kafka_clients import admin_client
-from cdr_stream.records import HEADER_FEED, HEADER_SCHEMA_VERSION, parse_utc
+from cdr_stream.kafka.clients import admin_client
+from cdr_stream.kafka.state import read_offsets
+from cdr_stream.ops.checker import IdRange, check_feed
+from cdr_stream.records.processor import HEADER_FEED, HEADER_SCHEMA_VERSION, parse_utc
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
-from cdr_stream.state import read_offsets
 from tests.integration.support import (
     FEED,
     PASSWORD,
@@ -70,7 +70,7 @@ async def test_every_row_is_published_or_dead_lettered_exactly_once(
 async def test_created_topics_keep_old_calls_and_the_state_topic_is_compacted(
     kafka: KafkaSettings, topics: TopicSettings
 ) -> None:
-    from cdr_stream.topics import check_state_topic, topic_config
+    from cdr_stream.kafka.topics import check_state_topic, topic_config
 
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=10)) as sim:
         await run_until_caught_up(settings_for(sim, kafka, topics), sim)
@@ -91,7 +91,9 @@ async def test_an_events_topic_with_time_retention_draws_a_warning(
     await create_topic(kafka, topics.events, {"retention.ms": "604800000"})
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=10)) as sim:
         await run_until_caught_up(settings_for(sim, kafka, topics), sim)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "cdr_stream.topics" and r.levelname == "WARNING"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "cdr_stream.kafka.topics" and r.levelname == "WARNING"
+    ]
     assert any(topics.events in message and "7.0 days" in message for message in warnings), warnings
 
 
@@ -129,7 +131,7 @@ async def test_credentials_travel_only_in_post_bodies(kafka: KafkaSettings, topi
 async def test_an_existing_state_topic_without_compaction_is_refused(
     kafka: KafkaSettings, topics: TopicSettings
 ) -> None:
-    from cdr_stream.topics import TopicSetupError
+    from cdr_stream.kafka.topics import TopicSetupError
 
     await create_topic(kafka, topics.state, {"cleanup.policy": "delete"})
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=5)) as sim:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from cdr_stream.checker import IdRange
 from cdr_stream.cli import EXIT_FENCED
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.connector import Connector
-from cdr_stream.poller import RIVAL_CHECK_SECONDS
+from cdr_stream.kafka.state import read_offsets
+from cdr_stream.ops.checker import IdRange
+from cdr_stream.pipeline.poller import RIVAL_CHECK_SECONDS
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
-from cdr_stream.state import read_offsets
 from tests.integration.support import (
     FEED,
     PASSWORD,
@@ -134,7 +134,7 @@ async def test_state_set_and_show_and_refusal_while_running(
         running = Connector(settings)
         await running.start()
         await wait_for(lambda: running.pollers[0].last_id == sim.max_id, 60, "catch-up")
-        from cdr_stream.presence import running_members
+        from cdr_stream.kafka.presence import running_members
 
         # The presence member joins in the background; the refusal needs it to be there.
         deadline = time.monotonic() + 30
@@ -182,7 +182,7 @@ async def test_state_set_and_show_and_refusal_while_running(
 async def test_sigterm_while_the_feed_is_slow_to_answer_exits_at_once(
     kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
 ) -> None:
-    from cdr_stream.presence import running_members
+    from cdr_stream.kafka.presence import running_members
 
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=100, latency_ms=60_000)) as sim:
         settings = settings_for(sim, kafka, topics)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cdr_stream.checker import IdSet
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.connector import Connector
-from cdr_stream.kafka_clients import KafkaAuthenticationError
+from cdr_stream.kafka.clients import KafkaAuthenticationError
+from cdr_stream.ops.checker import IdSet
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.conftest import BROKER
 from tests.integration.support import (

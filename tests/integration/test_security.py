@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from cdr_stream.checker import IdSet
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector, ConnectorError
-from cdr_stream.health import FeedHealth
-from cdr_stream.metrics import ConnectorMetrics
-from cdr_stream.poller import ObserverGroup
-from cdr_stream.progress import ProgressLog
+from cdr_stream.ops.checker import IdSet
+from cdr_stream.ops.health import FeedHealth
+from cdr_stream.ops.metrics import ConnectorMetrics
+from cdr_stream.ops.progress import ProgressLog
+from cdr_stream.pipeline.poller import ObserverGroup
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     PASSWORD,

@@ -14,15 +14,15 @@ import pytest
 
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector, ConnectorError
-from cdr_stream.health import FeedHealth
-from cdr_stream.metrics import ConnectorMetrics
-from cdr_stream.poller import ObserverGroup
-from cdr_stream.progress import ProgressLog
-from cdr_stream.records import RecordProcessor
+from cdr_stream.kafka.state import StoredOffset, read_offsets
+from cdr_stream.ops.health import FeedHealth
+from cdr_stream.ops.metrics import ConnectorMetrics
+from cdr_stream.ops.progress import ProgressLog
+from cdr_stream.pipeline.poller import ObserverGroup
+from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import CdrFile, Period, write_cdr_files
 from cdr_stream.simulator.formats import RowCache, framing, json_row
-from cdr_stream.state import StoredOffset, read_offsets
 from tests.integration.sshd import SshServer, keygen
 from tests.integration.support import FEED, read_published, start_process, stop_process, wait_for, write_config
 from tests.rows import FILE_FORMATS
@@ -239,7 +239,7 @@ async def test_files_dated_with_dashes_and_underscores_are_collected_in_time_ord
     recorder = Recorder()
     settings = sftp_settings(kafka, topics, sftp_table(sshd, directory, "key"))
     metrics = ConnectorMetrics([FEED], FeedHealth(settings))
-    with caplog.at_level(logging.WARNING, logger="cdr_stream.progress"):
+    with caplog.at_level(logging.WARNING, logger="cdr_stream.ops.progress"):
         connector = Connector(settings, observer=ObserverGroup(recorder, metrics))
         await connector.start()
         try:

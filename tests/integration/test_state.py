@@ -8,12 +8,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.kafka_clients import connection_options
-from cdr_stream.readback import partitions_of
-from cdr_stream.records import ProcessedChunk
-from cdr_stream.state import StoredOffset, read_offsets
-from cdr_stream.topics import prepare_topics
-from cdr_stream.writer import TransactionalWriter
+from cdr_stream.kafka.clients import connection_options
+from cdr_stream.kafka.readback import partitions_of
+from cdr_stream.kafka.state import StoredOffset, read_offsets
+from cdr_stream.kafka.topics import prepare_topics
+from cdr_stream.kafka.writer import TransactionalWriter
+from cdr_stream.records.processor import ProcessedChunk
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
 
@@ -32,7 +32,7 @@ async def commit_offset(kafka: KafkaSettings, topics: TopicSettings, feed: str, 
 
 
 async def end_offset(kafka: KafkaSettings, topic: str) -> int:
-    from cdr_stream.kafka_clients import committed_reader
+    from cdr_stream.kafka.clients import committed_reader
 
     consumer = committed_reader(kafka)
     await consumer.start()

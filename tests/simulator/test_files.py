@@ -9,13 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cdr_stream.cdr_files import period_of
 from cdr_stream.config import DEFAULT_FILE_PATTERN
-from cdr_stream.fields import FEED_FIELDS
+from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import PERIODS, Period, file_name, period_start, write_cdr_files
 from cdr_stream.simulator.formats import FORMATS
 from cdr_stream.simulator.generator import NZ
+from cdr_stream.sources.files import period_of
 
 _DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
 

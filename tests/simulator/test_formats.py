@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import orjson
 
-from cdr_stream.fields import FEED_FIELDS
+from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.formats import RowCache, framing, json_row
 from tests.memory import rss_kib

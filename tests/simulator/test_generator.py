@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from cdr_stream.fields import FEED_FIELDS
+from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig, InvalidKind
 from cdr_stream.simulator.generator import NZ, FeedRow
 
@@ -185,7 +185,7 @@ def test_invalid_records_are_deterministic_and_broken_as_told() -> None:
 
 
 def test_invalid_records_are_dead_lettered_and_only_they() -> None:
-    from cdr_stream.records import RecordProcessor
+    from cdr_stream.records.processor import RecordProcessor
 
     config = GeneratorConfig(seed=5, invalid_rate=0.1, **dict.fromkeys(QUIRK_RATES, 0.1))
     generator = FeedGenerator(config)

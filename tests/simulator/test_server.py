@@ -8,7 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from cdr_stream.fields import FEED_FIELDS
+from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 
 from .conftest import StartFeed

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from cdr_stream.state import FileInFlight, FileMark, FilesPosition
+from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition
 
 # Anomaly reasons: a closed set, they label a counter.
 CHANGED: Final = "changed"

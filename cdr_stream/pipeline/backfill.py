@@ -25,11 +25,11 @@ from typing import Any, Final, Protocol
 import orjson
 from pydantic import ValidationError
 
-from cdr_stream.answer_order import TempSpace
+from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, format_validation_error
-from cdr_stream.feed import FeedClient, FeedTransport, FeedWindow
-from cdr_stream.records import ProcessedChunk, RecordProcessor
-from cdr_stream.replay import MarkedRun, RunError
+from cdr_stream.pipeline.loop import MarkedRun, RunError
+from cdr_stream.records.processor import ProcessedChunk, RecordProcessor
+from cdr_stream.sources.http import FeedClient, FeedTransport, FeedWindow
 
 log = logging.getLogger(__name__)
 

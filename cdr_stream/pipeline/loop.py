@@ -17,14 +17,14 @@ from typing import Generic, Protocol, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import FeedSettings, Settings, TopicSettings
-from cdr_stream.feed import FeedError
-from cdr_stream.logs import describe_error
-from cdr_stream.records import HEADER_REPLAY, ProcessedChunk
-from cdr_stream.state import StateReadError, read_state
-from cdr_stream.topics import prepare_topics
-from cdr_stream.writer import Headers, TransactionalWriter, WriteError, WriterFenced
+from cdr_stream.kafka.state import StateReadError, read_state
+from cdr_stream.kafka.topics import prepare_topics
+from cdr_stream.kafka.writer import Headers, TransactionalWriter, WriteError, WriterFenced
+from cdr_stream.ops.logs import describe_error
+from cdr_stream.pipeline.backoff import backoff_delay
+from cdr_stream.records.processor import HEADER_REPLAY, ProcessedChunk
+from cdr_stream.sources.http import FeedError
 
 
 class RunError(Exception):

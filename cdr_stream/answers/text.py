@@ -16,9 +16,9 @@ from collections.abc import AsyncGenerator
 from operator import itemgetter
 from typing import Any, Final
 
-from cdr_stream.body import TEXT_DELIMITERS, AnswerFormatError, Read, TextFormat, describe_body
-from cdr_stream.fields import FEED_FIELDS
-from cdr_stream.records import ROW_SCHEMA_FILE, MalformedRow, load_schema
+from cdr_stream.answers.formats import TEXT_DELIMITERS, AnswerFormatError, Read, TextFormat, describe_body
+from cdr_stream.records.fields import FEED_FIELDS
+from cdr_stream.records.processor import ROW_SCHEMA_FILE, MalformedRow, load_schema
 
 _READ_SIZE: Final = 256 * 1024
 #: The longest record (all its lines) held while waiting for its end; beyond it the answer is refused.

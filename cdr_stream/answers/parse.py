@@ -1,7 +1,7 @@
 """Turn a feed answer body into chunks of rows, holding at most one chunk (plus a bounded buffer) in memory.
 
 `answer_row_chunks` is the one entry point: JSON goes to `json_row_chunks`, the text formats (csv, txt,
-pipe) to the streamed parser in `cdr_stream.textparse`.
+pipe) to the streamed parser in `cdr_stream.answers.text`.
 
 A JSON answer that fits in `buffer_limit` bytes is parsed whole with orjson (fast, and a truncated body
 publishes nothing). A larger one is parsed incrementally with ijson, so even an answer with every row
@@ -18,8 +18,8 @@ from typing import Any, Final
 import ijson
 import orjson
 
-from cdr_stream.body import AnswerFormat, AnswerFormatError, Read, describe_body
-from cdr_stream.textparse import text_row_chunks
+from cdr_stream.answers.formats import AnswerFormat, AnswerFormatError, Read, describe_body
+from cdr_stream.answers.text import text_row_chunks
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
@@ -43,7 +43,7 @@ _NOT_IN_JSON: Final = re.compile(rb"[\x0b\x0c]")
 
 async def answer_row_chunks(read: Read, *, fmt: AnswerFormat, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
     """Yield lists of at most `chunk_rows` rows of a body in format `fmt`, in the body's order; an empty
-    body means no rows. (`cdr_stream.answer_order` puts a whole answer in ID order.)
+    body means no rows. (`cdr_stream.answers.order` puts a whole answer in ID order.)
 
     Raises AnswerFormatError (with a fixed `reason`) on a body that is not what the format promises.
     """

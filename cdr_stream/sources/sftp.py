@@ -21,8 +21,12 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from cdr_stream.answer_order import OrderedRows, SpillError, TempSpace, ordered_rows
-from cdr_stream.cdr_files import (
+from cdr_stream.answers.order import OrderedRows, SpillError, TempSpace, ordered_rows
+from cdr_stream.answers.parse import AnswerFormatError, answer_row_chunks
+from cdr_stream.config import FeedSettings, SftpSettings
+from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition, StoredOffset
+from cdr_stream.pipeline.poller import Batch, PollObserver
+from cdr_stream.sources.files import (
     NOT_CDR_FILE,
     Anomaly,
     Plan,
@@ -33,11 +37,7 @@ from cdr_stream.cdr_files import (
     not_cdr_files,
     plan,
 )
-from cdr_stream.config import FeedSettings, SftpSettings
-from cdr_stream.feed import FeedAuthError, FeedError
-from cdr_stream.parse import AnswerFormatError, answer_row_chunks
-from cdr_stream.poller import Batch, PollObserver
-from cdr_stream.state import FileInFlight, FileMark, FilesPosition, StoredOffset
+from cdr_stream.sources.http import FeedAuthError, FeedError
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from typing import Any, Final, TypeGuard
 import orjson
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.readback import committed_records
-from cdr_stream.records import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
-from cdr_stream.state import StoredOffset
+from cdr_stream.kafka.readback import committed_records
+from cdr_stream.kafka.state import StoredOffset
+from cdr_stream.records.processor import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
 
 _BLOCK_BITS: Final = 16
 _BLOCK_IDS: Final = 1 << _BLOCK_BITS

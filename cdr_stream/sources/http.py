@@ -22,9 +22,9 @@ from urllib.parse import quote, quote_plus
 
 import aiohttp
 
-from cdr_stream.answer_order import OnRun, OrderedRows, SpillError, TempSpace, ordered_rows
+from cdr_stream.answers.order import OnRun, OrderedRows, SpillError, TempSpace, ordered_rows
+from cdr_stream.answers.parse import AnswerFormatError, answer_row_chunks, describe_body
 from cdr_stream.config import FeedSettings
-from cdr_stream.parse import AnswerFormatError, answer_row_chunks, describe_body
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class FeedClient:
         self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None, on_run: OnRun | None = None
     ) -> AsyncGenerator[OrderedRows, None]:
         """Ask for the rows with an ID above `from_id` (within `window`, if given); once the whole answer is
-        in, yield its new rows in ID order, in chunks (see `cdr_stream.answer_order`).
+        in, yield its new rows in ID order, in chunks (see `cdr_stream.answers.order`).
 
         Raises FeedError as `row_chunks` does, and with reason "spill" when the answer cannot be sorted.
         """

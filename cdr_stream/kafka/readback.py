@@ -17,7 +17,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cdr_stream.config import KafkaSettings
-from cdr_stream.kafka_clients import admin_client, committed_reader
+from cdr_stream.kafka.clients import admin_client, committed_reader
 
 _IDLE_ROUNDS_AT_END: Final = 4
 _ROUND_MS: Final = 250

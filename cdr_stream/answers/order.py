@@ -31,7 +31,7 @@ from typing import IO, Any, Final
 
 import orjson
 
-from cdr_stream.records import MalformedRow, usable_id
+from cdr_stream.records.processor import MalformedRow, usable_id
 
 #: Rows held in memory before the answer is spilled to disk (about 30 MB of parsed rows).
 MEMORY_ROWS: Final = 10_000

@@ -17,7 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.kafka_clients import admin_client
+from cdr_stream.kafka.clients import admin_client
 
 log = logging.getLogger(__name__)
 

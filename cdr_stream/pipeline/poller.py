@@ -22,13 +22,13 @@ from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
-from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import ConfigError, FeedSettings
-from cdr_stream.feed import FeedClient, FeedError
-from cdr_stream.logs import describe_error, redact_also
-from cdr_stream.records import ProcessedChunk, RecordProcessor
-from cdr_stream.state import FilesPosition, StateReadError, StoredOffset
-from cdr_stream.writer import CommitUncertain, TransactionalWriter, WriteError, WriterFenced
+from cdr_stream.kafka.state import FilesPosition, StateReadError, StoredOffset
+from cdr_stream.kafka.writer import CommitUncertain, TransactionalWriter, WriteError, WriterFenced
+from cdr_stream.ops.logs import describe_error, redact_also
+from cdr_stream.pipeline.backoff import backoff_delay
+from cdr_stream.records.processor import ProcessedChunk, RecordProcessor
+from cdr_stream.sources.http import FeedClient, FeedError
 
 log = logging.getLogger(__name__)
 

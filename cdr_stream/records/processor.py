@@ -24,7 +24,7 @@ from typing import Any, Final, NamedTuple
 import jsonschema_rs
 import orjson
 
-from cdr_stream.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS, FEED_TO_EVENT
+from cdr_stream.records.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS, FEED_TO_EVENT
 
 EVENT_SCHEMA_VERSION: Final = 2
 ROW_SCHEMA_FILE: Final = "feed-row.schema.json"
@@ -81,7 +81,7 @@ def _schema_dir() -> Path:
     packaged = resources.files("cdr_stream") / "_schemas"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "schemas"
+    return Path(__file__).resolve().parents[2] / "schemas"
 
 
 @cache

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from cdr_stream.config import KafkaSettings
-from cdr_stream.readback import TopicMissingError, committed_records
+from cdr_stream.kafka.readback import TopicMissingError, committed_records
 
 
 class StateReadError(Exception):

@@ -13,8 +13,8 @@ from typing import Self
 import orjson
 from aiohttp import web
 
-from cdr_stream.health import FeedHealth, Verdict
-from cdr_stream.metrics import CONTENT_TYPE, ConnectorMetrics
+from cdr_stream.ops.health import FeedHealth, Verdict
+from cdr_stream.ops.metrics import CONTENT_TYPE, ConnectorMetrics
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,10 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.kafka_clients import connection_options
-from cdr_stream.logs import describe_error
-from cdr_stream.records import (
+from cdr_stream.kafka.clients import connection_options
+from cdr_stream.kafka.state import FilesPosition, StoredOffset
+from cdr_stream.ops.logs import describe_error
+from cdr_stream.records.processor import (
     EVENT_SCHEMA_VERSION,
     HEADER_DLQ_RULE,
     HEADER_FEED,
@@ -27,7 +28,6 @@ from cdr_stream.records import (
     MAX_EVENT_BYTES,
     ProcessedChunk,
 )
-from cdr_stream.state import FilesPosition, StoredOffset
 
 log = logging.getLogger(__name__)
 

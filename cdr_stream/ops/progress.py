@@ -9,12 +9,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TextIO
 
-from cdr_stream.backfill import BackfillProgress, RunIdentity
-from cdr_stream.feed import FeedWindow
-from cdr_stream.poller import PageReport
-from cdr_stream.records import HEADER_REPLAY
+from cdr_stream.pipeline.backfill import BackfillProgress, RunIdentity
+from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.records.processor import HEADER_REPLAY
+from cdr_stream.sources.http import FeedWindow
 
-log = logging.getLogger("cdr_stream.progress")
+log = logging.getLogger("cdr_stream.ops.progress")
 
 
 @dataclass(slots=True)

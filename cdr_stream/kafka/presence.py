@@ -19,10 +19,10 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from cdr_stream.backoff import backoff_delay
 from cdr_stream.config import KafkaSettings
-from cdr_stream.kafka_clients import admin_client, connection_options
-from cdr_stream.writer import transactional_id
+from cdr_stream.kafka.clients import admin_client, connection_options
+from cdr_stream.kafka.writer import transactional_id
+from cdr_stream.pipeline.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

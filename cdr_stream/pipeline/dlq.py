@@ -26,12 +26,12 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from cdr_stream.checker import IdSet
 from cdr_stream.config import FeedSettings, Settings, TopicSettings
-from cdr_stream.feed import secret_forms
-from cdr_stream.logs import REDACTED
-from cdr_stream.readback import committed_records
-from cdr_stream.records import (
+from cdr_stream.kafka.readback import committed_records
+from cdr_stream.ops.checker import IdSet
+from cdr_stream.ops.logs import REDACTED
+from cdr_stream.pipeline.loop import MarkedRun, RetryObserver, RunError
+from cdr_stream.records.processor import (
     FUTURE_TOLERANCE,
     HEADER_FEED,
     HEADER_REPLAY_SOURCE,
@@ -40,7 +40,7 @@ from cdr_stream.records import (
     ProcessedChunk,
     RecordProcessor,
 )
-from cdr_stream.replay import MarkedRun, RetryObserver, RunError
+from cdr_stream.sources.http import secret_forms
 
 log = logging.getLogger(__name__)
 

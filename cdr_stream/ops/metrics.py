@@ -25,11 +25,10 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 
 from cdr_stream import __version__
-from cdr_stream.answer_order import TempSpace
-from cdr_stream.cdr_files import CHANGED, NOT_CDR_FILE, RENAMED, SHRUNK
-from cdr_stream.health import FEED_STATES, FeedHealth
-from cdr_stream.poller import PageReport
-from cdr_stream.records import (
+from cdr_stream.answers.order import TempSpace
+from cdr_stream.ops.health import FEED_STATES, FeedHealth
+from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.records.processor import (
     RULE_INVALID_FIELD,
     RULE_INVALID_VALUE,
     RULE_MALFORMED_ROW,
@@ -38,9 +37,10 @@ from cdr_stream.records import (
     RULE_TOO_LARGE,
     UNREADABLE_LABELS,
 )
+from cdr_stream.sources.files import CHANGED, NOT_CDR_FILE, RENAMED, SHRUNK
 
 if TYPE_CHECKING:
-    from cdr_stream.dlq import ChunkOutcome, ReplayIdentity, ReplayProgress
+    from cdr_stream.pipeline.dlq import ChunkOutcome, ReplayIdentity, ReplayProgress
 
 #: Why a poll failed: the feed's answers (feed.py, parse.py, textparse.py, sftp.py) and the Kafka side
 #: (poller.py). tests/test_metrics.py checks that every reason raised in the package is listed here.

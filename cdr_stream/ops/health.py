@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from cdr_stream.config import FeedSettings, Settings
-from cdr_stream.poller import KAFKA_REASONS, PageReport
+from cdr_stream.pipeline.poller import KAFKA_REASONS, PageReport
 
 MIN_WEDGE_SECONDS: Final = 300.0
 

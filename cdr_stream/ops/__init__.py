@@ -1,0 +1,1 @@
+"""Operations: metrics, health, the HTTP endpoints, logs, progress lines, status and the topic checker."""
