@@ -18,30 +18,35 @@ from aiokafka.errors import KafkaError
 
 from cdr_stream import __version__
 from cdr_stream.answers.order import TempSpace
-from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, load_settings
-from cdr_stream.connector import Connector, ConnectorError
+from cdr_stream.config import FeedSettings, Settings, TopicSettings, load_settings
+from cdr_stream.connector import Connector
+from cdr_stream.errors import (
+    BackfillError,
+    ConfigError,
+    ConnectorError,
+    DlqReplayError,
+    EndpointError,
+    ExpectationError,
+    StateReadError,
+    StatusError,
+    TopicMissingError,
+    TopicSetupError,
+    WriteError,
+)
 from cdr_stream.kafka.presence import SESSION_TIMEOUT_MS, presence_group, running_members
-from cdr_stream.kafka.readback import TopicMissingError
-from cdr_stream.kafka.state import StateReadError, read_offsets
-from cdr_stream.kafka.topics import TopicSetupError, prepare_topics
-from cdr_stream.kafka.writer import TransactionalWriter, WriteError
-from cdr_stream.ops.checker import Expectation, ExpectationError, check_feed, parse_range, read_id_file
-from cdr_stream.ops.endpoints import EndpointError, Endpoints
+from cdr_stream.kafka.state import read_offsets
+from cdr_stream.kafka.topics import prepare_topics
+from cdr_stream.kafka.writer import TransactionalWriter
+from cdr_stream.ops.checker import Expectation, check_feed, parse_range, read_id_file
+from cdr_stream.ops.endpoints import Endpoints
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.logs import configure_logging, describe_error
 from cdr_stream.ops.metrics import ConnectorMetrics, ReplayMetrics
 from cdr_stream.ops.progress import BackfillReport, ProgressLog
-from cdr_stream.ops.status import StatusError, fetch_status, status_table, status_url
-from cdr_stream.pipeline.backfill import Backfill, BackfillError, BackfillWindow, parse_day, parse_hour, replay_topics
-from cdr_stream.pipeline.dlq import (
-    DlqReplay,
-    DlqReplayError,
-    ReplayLog,
-    ReplayObservers,
-    ReplaySelection,
-    summarize_dead_letters,
-)
-from cdr_stream.pipeline.poller import ObserverGroup
+from cdr_stream.ops.status import fetch_status, status_table, status_url
+from cdr_stream.pipeline.backfill import Backfill, BackfillWindow, parse_day, parse_hour, replay_topics
+from cdr_stream.pipeline.dlq import DlqReplay, ReplayLog, ReplayObservers, ReplaySelection, summarize_dead_letters
+from cdr_stream.pipeline.observer import ObserverGroup
 from cdr_stream.records.processor import ProcessedChunk
 
 log = logging.getLogger("cdr_stream")

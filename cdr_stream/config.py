@@ -26,6 +26,8 @@ from pydantic import (
 )
 
 from cdr_stream.answers.formats import AnswerFormat
+from cdr_stream.errors import ConfigError
+from cdr_stream.sources.base import SourceName
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,6 @@ DEFAULT_FILE_PATTERN = (
 )
 # Settings of the web service that mean nothing to a feed collected over SFTP.
 _HTTP_ONLY = ("url", "login", "password", "password_env", "password_file", "callsonly", "servicesonly", "ca_file")
-
-
-class ConfigError(Exception):
-    """A configuration problem; the message names each field and the fix."""
 
 
 class _Model(BaseModel):
@@ -151,7 +149,7 @@ class FeedSettings(_Model):
         description="a short unique name (letters, digits, . _ -); keys the offset and the transactional id",
     )
     # Before url and login: their validators read it.
-    source: Literal["http", "sftp"] = Field(
+    source: SourceName = Field(
         default="http", description="http: the billing feed web service; sftp: the provider's CDR files"
     )
     url: str = Field(default="", validate_default=True, description="the feed's full URL, http:// or https://")

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import FeedSettings, Settings
+from cdr_stream.errors import ConnectorError, FailureReason, FeedStopped
 from cdr_stream.kafka.clients import check_authentication
 from cdr_stream.kafka.presence import FeedPresence, running_members
 from cdr_stream.kafka.state import StoredOffset, read_offsets
@@ -28,27 +29,15 @@ from cdr_stream.kafka.topics import prepare_topics
 from cdr_stream.kafka.writer import TransactionalWriter
 from cdr_stream.ops.logs import describe_error, quiet_abandoned_kafka_futures
 from cdr_stream.ops.progress import ProgressLog
-from cdr_stream.pipeline.backoff import backoff_delay
-from cdr_stream.pipeline.poller import CRASHED, FailurePolicy, FeedPoller, FeedStopped, HttpSource, PollObserver, Source
-from cdr_stream.sources.http import FeedClient, FeedTransport
+from cdr_stream.pipeline.backoff import STARTUP_BACKOFF
+from cdr_stream.pipeline.observer import PollObserver
+from cdr_stream.pipeline.poller import FailurePolicy, FeedPoller
+from cdr_stream.sources.base import Source, SourceContext, open_source
+from cdr_stream.sources.http import FeedTransport
 
 log = logging.getLogger(__name__)
 
 TransportFactory = Callable[[FeedSettings], FeedTransport]
-
-
-class ConnectorError(Exception):
-    """The connector stopped because its feeds did: `causes` holds each stopped feed's reason and message,
-    and the message has one line per feed."""
-
-    def __init__(self, causes: dict[str, FeedStopped]) -> None:
-        self.causes = causes
-        super().__init__("\n".join(f"feed {feed} ({cause.reason}): {cause}" for feed, cause in causes.items()))
-
-    @property
-    def fenced(self) -> bool:
-        """True when every stopped feed was taken over by another instance."""
-        return all(cause.fenced for cause in self.causes.values())
 
 
 class Connector:
@@ -113,19 +102,14 @@ class Connector:
                 if isinstance(exc, KafkaConnectionError):
                     await check_authentication(self.settings.kafka)  # a refused login is not retried
                 failures += 1
-                delay = backoff_delay(failures, initial=1.0, cap=30.0)
+                delay = STARTUP_BACKOFF.delay(failures)
                 log.warning("%s failed (%s); retry %d in %.1f s", what, describe_error(exc), failures, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
         return False
 
     def _open_source(self, feed: FeedSettings) -> Source:
-        if feed.source == "sftp":
-            from cdr_stream.sources.sftp import SftpSource  # asyncssh (and its crypto) loads only when a feed needs it
-
-            return SftpSource(feed, self.observer, space=self.space)
-        transport = self._transport_factory(feed) if self._transport_factory else None
-        return HttpSource(FeedClient(feed, transport, self.space), feed.max_rows_per_transaction, self.observer)
+        return open_source(feed, SourceContext(self.space, self.observer, self._transport_factory))
 
     def _poller(self, feed: FeedSettings) -> FeedPoller:
         kafka, topics = self.settings.kafka, self.settings.topics
@@ -168,8 +152,10 @@ class Connector:
         else:
             # A bug, not a verdict on the feed: the traceback says where; the siblings go on.
             log.error("feed %s crashed", feed, exc_info=error, extra={"feed": feed})
-            stopped = FeedStopped(feed, CRASHED, f"the feed's task crashed: {describe_error(error)}")
-            self.observer.feed_failed(feed, reason=CRASHED, message=str(stopped), retry_in=None, consecutive=1)
+            stopped = FeedStopped(feed, FailureReason.CRASHED, f"the feed's task crashed: {describe_error(error)}")
+            self.observer.feed_failed(
+                feed, reason=FailureReason.CRASHED, message=str(stopped), retry_in=None, consecutive=1
+            )
         self.stopped_feeds[feed] = stopped
         retire = asyncio.create_task(self._retire(feed), name=f"cdr-stream retire {feed}")
         self._retiring.add(retire)

@@ -20,15 +20,12 @@ from typing import Any, Final, TypeVar
 import jsonschema_rs
 import orjson
 
-from cdr_stream.answers.parse import AnswerFormatError, json_row_chunks
+from cdr_stream.answers.parse import json_row_chunks
+from cdr_stream.errors import AnswerFormatError, DeadLetterRule
 from cdr_stream.records.fields import DESCRIPTIVE_FIELDS, FEED_TO_EVENT
 from cdr_stream.records.processor import (
     EVENT_SCHEMA_FILE,
     FUTURE_TOLERANCE,
-    RULE_INVALID_FIELD,
-    RULE_INVALID_VALUE,
-    RULE_MISSING_FIELD,
-    RULE_NOT_AN_OBJECT,
     Event,
     ProcessedChunk,
     RecordProcessor,
@@ -38,7 +35,14 @@ from tests.strategies import BOM, INT64_MAX, INT64_MIN, Body, UtcText
 
 T = TypeVar("T")
 FEED: Final = "fuzz"
-RULES: Final = frozenset({RULE_NOT_AN_OBJECT, RULE_MISSING_FIELD, RULE_INVALID_FIELD, RULE_INVALID_VALUE})
+RULES: Final = frozenset(
+    {
+        DeadLetterRule.NOT_AN_OBJECT,
+        DeadLetterRule.MISSING_FIELD,
+        DeadLetterRule.INVALID_FIELD,
+        DeadLetterRule.INVALID_VALUE,
+    }
+)
 ANSWER_REASONS: Final = frozenset({"not_json_array", "invalid_json"})
 DEAD_LETTER_KEYS: Final = frozenset({"feed", "id", "rule", "field", "reason", "raw", "rejected_at"})
 #: Below orjson's dumps limit (254): such a value can be compared and re-encoded as is.
@@ -368,7 +372,7 @@ def check_dead_letter(raw_value: bytes, key: bytes | None, rule: str, row: Any) 
     assert isinstance(value["reason"], str) and value["reason"].strip(), "a dead letter without a reason"
     assert value["field"] is None or isinstance(value["field"], str)
     assert value["feed"] == FEED
-    assert (rule == RULE_NOT_AN_OBJECT) == (not isinstance(row, dict))
+    assert (rule == DeadLetterRule.NOT_AN_OBJECT) == (not isinstance(row, dict))
     if depth(row) < COMPARABLE_DEPTH:
         assert value["raw"] == row, "the dead letter does not carry the row as received"
     if isinstance(row, dict) and isinstance(row.get("AccountCode"), str | int):

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdr_stream.answers.order import OrderedRows, SpillError, TempSpace, ordered_rows
+from cdr_stream.answers.order import OrderedRows, TempSpace, ordered_rows
+from cdr_stream.errors import SpillError
 from cdr_stream.records.processor import MalformedRow, usable_id
 from tests.strategies import SUITE_SETTINGS
 

@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from cdr_stream.config import ConfigError, TopicSettings
+from cdr_stream.config import TopicSettings
+from cdr_stream.errors import ConfigError
 from cdr_stream.kafka.state import StoredOffset, is_offset_key
 from cdr_stream.pipeline.backfill import (
     BackfillProgress,

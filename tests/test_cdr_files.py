@@ -6,13 +6,9 @@ from datetime import datetime
 import pytest
 
 from cdr_stream.config import DEFAULT_FILE_PATTERN
+from cdr_stream.errors import FileAnomaly
 from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition
 from cdr_stream.sources.files import (
-    CHANGED,
-    CHANGED_IN_FLIGHT,
-    RENAMED,
-    SHRUNK,
-    VANISHED_IN_FLIGHT,
     RemoteFile,
     SettleTracker,
     cdr_files,
@@ -120,17 +116,19 @@ def test_a_file_changed_while_in_flight_is_reported_and_read_from_its_start() ->
     position = FilesPosition({}, FileInFlight("cdr_20240405.csv", FileMark(50, 1), 20))
     planned = plan(files, position)
     assert [(item.file.name, item.skip_rows) for item in planned.to_read] == [("cdr_20240405.csv", 0)]
-    assert [(a.name, a.reason) for a in planned.anomalies] == [("cdr_20240405.csv", CHANGED_IN_FLIGHT)]
+    assert [(a.name, a.reason) for a in planned.anomalies] == [("cdr_20240405.csv", FileAnomaly.CHANGED_IN_FLIGHT)]
 
 
 def test_a_file_vanished_while_in_flight_is_reported() -> None:
     position = FilesPosition({}, FileInFlight("cdr_20240405.csv", FileMark(50, 1), 20))
     planned = plan(listed("cdr_20240406.csv"), position)
-    assert [(a.name, a.reason) for a in planned.anomalies] == [("cdr_20240405.csv", VANISHED_IN_FLIGHT)]
+    assert [(a.name, a.reason) for a in planned.anomalies] == [("cdr_20240405.csv", FileAnomaly.VANISHED_IN_FLIGHT)]
     assert [item.file.name for item in planned.to_read] == ["cdr_20240406.csv"]
 
 
-@pytest.mark.parametrize(("size", "reason"), [(40, SHRUNK), (100, CHANGED), (160, CHANGED)])
+@pytest.mark.parametrize(
+    ("size", "reason"), [(40, FileAnomaly.SHRUNK), (100, FileAnomaly.CHANGED), (160, FileAnomaly.CHANGED)]
+)
 def test_a_committed_file_that_changed_is_reported_and_not_read(size: int, reason: str) -> None:
     (remote,) = listed("cdr_20240405.csv", size=size)
     position = FilesPosition({remote.name: FileMark(100, 5)})
@@ -147,7 +145,7 @@ def test_a_renamed_file_is_reported_and_stored_as_committed_under_its_new_name()
     position = FilesPosition({"cdr_20240405.csv": remote.mark})
     planned = plan([remote], position)
     assert planned.to_read == []
-    assert [(a.name, a.reason) for a in planned.anomalies] == [("again_20240405.csv", RENAMED)]
+    assert [(a.name, a.reason) for a in planned.anomalies] == [("again_20240405.csv", FileAnomaly.RENAMED)]
     assert "cdr_20240405.csv" in planned.anomalies[0].message
     assert planned.position() == FilesPosition({"again_20240405.csv": remote.mark})
 

@@ -11,18 +11,8 @@ import orjson
 import pytest
 
 from cdr_stream.config import TopicSettings
-from cdr_stream.ops.checker import (
-    ExpectationError,
-    IdRange,
-    IdSet,
-    OutOfOrder,
-    Tally,
-    as_ranges,
-    holes,
-    judge,
-    parse_range,
-    read_id_file,
-)
+from cdr_stream.errors import ExpectationError
+from cdr_stream.ops.checker import IdRange, IdSet, OutOfOrder, Tally, as_ranges, holes, judge, parse_range, read_id_file
 from cdr_stream.records.processor import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
 
 TOPICS = TopicSettings(events="ev", dead_letter="dlq", state="st")

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cdr_stream.config import ConfigError, load_settings, parse_settings
+from cdr_stream.config import load_settings, parse_settings
+from cdr_stream.errors import ConfigError
 from tests.leaks import assert_no_secrets, captured_output
 
 SECRET = "Sup3r-secret"

@@ -12,6 +12,7 @@ from urllib.parse import quote_plus
 import orjson
 import pytest
 
+from cdr_stream.errors import DeadLetterRule
 from cdr_stream.kafka.state import is_offset_key
 from cdr_stream.ops.checker import IdSet
 from cdr_stream.pipeline.dlq import (
@@ -32,7 +33,6 @@ from cdr_stream.pipeline.dlq import (
 from cdr_stream.records.processor import (
     HEADER_FEED,
     MAX_RAW_BYTES,
-    RULE_MISSING_FIELD,
     Event,
     MalformedRow,
     RecordProcessor,
@@ -111,7 +111,7 @@ def test_mask_hides_every_form_of_a_secret() -> None:
 
 def test_the_summary_counts_by_rule_and_field_and_never_shows_a_secret() -> None:
     summary = DeadLetterSummary(FEED)
-    missing = Rejection(RULE_MISSING_FIELD, "UTCDateTime", "UTCDateTime: required field is missing")
+    missing = Rejection(DeadLetterRule.MISSING_FIELD, "UTCDateTime", "UTCDateTime: required field is missing")
     letters = [
         stored(7, {"ID": 7, "AccountCode": f"form {quote_plus(SECRET)}"}, offset=0),
         stored(3, offset=1),
@@ -169,7 +169,7 @@ def test_an_empty_dead_letter_topic_says_so() -> None:
     ],
 )
 def test_a_selection_takes_a_rule_and_an_id_range(selection: ReplaySelection, covered: set[int | None]) -> None:
-    missing = Rejection(RULE_MISSING_FIELD, "X", "x")
+    missing = Rejection(DeadLetterRule.MISSING_FIELD, "X", "x")
     letters = [stored(1), stored(5, rejection=missing), stored(9), stored(None, ["a"])]
     assert {letter.id for letter in letters if selection.covers(letter)} == covered
 

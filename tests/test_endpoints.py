@@ -10,7 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdr_stream.config import parse_settings
-from cdr_stream.ops.endpoints import EndpointError, Endpoints
+from cdr_stream.errors import EndpointError
+from cdr_stream.ops.endpoints import Endpoints
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.metrics import ConnectorMetrics
 

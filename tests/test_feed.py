@@ -17,15 +17,8 @@ import pytest
 
 from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import FeedSettings
-from cdr_stream.sources.http import (
-    MIN_PROGRESS_BYTES,
-    FeedAuthError,
-    FeedClient,
-    FeedError,
-    FeedResponse,
-    FeedWindow,
-    retry_after_seconds,
-)
+from cdr_stream.errors import FeedAuthError, FeedError
+from cdr_stream.sources.http import MIN_PROGRESS_BYTES, FeedClient, FeedResponse, FeedWindow, retry_after_seconds
 from tests.leaks import assert_no_secrets, exception_text
 
 SECRET = "pa55-w0rd!"
@@ -121,7 +114,7 @@ async def test_a_refused_login_is_not_retryable_and_hides_the_password(status: i
     client = FeedClient(feed(), CannedTransport(CannedResponse(status=status, body=page)))
     with pytest.raises(FeedAuthError) as caught:
         await rows_from(client)
-    assert not caught.value.retryable
+    assert not caught.value.retriable
     assert caught.value.reason == "auth"
     assert SECRET not in str(caught.value)
     assert "812" in str(caught.value)
@@ -143,7 +136,7 @@ async def test_failures_are_retryable_feed_errors_with_a_reason(
 ) -> None:
     with pytest.raises(FeedError) as caught:
         await rows_from(FeedClient(feed(), CannedTransport(response)))
-    assert caught.value.retryable
+    assert caught.value.retriable
     assert caught.value.reason == reason
     assert caught.value.retry_after == retry_after
 
@@ -220,7 +213,7 @@ async def test_no_room_to_sort_is_a_spill_failure_of_the_feed(tmp_path: Path) ->
     client = FeedClient(feed(), CannedTransport(CannedResponse(body=body)), TempSpace(tmp_path, max_bytes=100_000))
     with pytest.raises(FeedError) as caught:
         [chunk async for chunk in client.ordered_chunks(0, chunk_rows=1_000)]
-    assert caught.value.reason == "spill" and caught.value.retryable
+    assert caught.value.reason == "spill" and caught.value.retriable
     assert "tmp_max_bytes" in str(caught.value)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cdr_stream.config import Settings, parse_settings
 from cdr_stream.ops.health import FEED_STATES, MIN_WEDGE_SECONDS, FeedHealth, wedge_limit
-from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.pipeline.observer import PageReport
 
 
 class Clock:

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any, Final
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import Settings, parse_settings
+from cdr_stream.errors import DeadLetterRule, FailureReason, FileAnomaly
 from cdr_stream.ops.health import FEED_STATES, FeedHealth
 from cdr_stream.ops.metrics import (
     DEAD_LETTER_RULES,
     FAILURE_REASONS,
+    FILE_ANOMALIES,
     REPLAY_OUTCOMES,
     UNREADABLE_FIELDS,
     ConnectorMetrics,
     ReplayMetrics,
 )
-from cdr_stream.pipeline.poller import ObserverGroup, PageReport
+from cdr_stream.pipeline.observer import ObserverGroup, PageReport
+from cdr_stream.records.processor import MAX_EVENT_BYTES, MalformedRow, RecordProcessor
+from tests.rows import feed_row
 
 FEEDS = ("east", "west")
 
@@ -126,7 +132,7 @@ def test_polls_failures_and_consecutive_failures() -> None:
     metrics, _ = _metrics(now=7_000.0)
     metrics.poll_failed("east", reason="http_5xx", message="m", retry_in=1, consecutive=1)
     metrics.poll_failed("east", reason="commit_timeout", message="m", retry_in=2, consecutive=2)
-    metrics.poll_failed("east", reason="something new", message="m", retry_in=2, consecutive=3)
+    metrics.poll_failed("east", reason=FailureReason.OTHER, message="m", retry_in=2, consecutive=3)
     assert _value(metrics, "cdr_stream_poll_failures_total", feed="east", reason="http_5xx") == 1
     assert _value(metrics, "cdr_stream_poll_failures_total", feed="east", reason="other") == 1
     assert _value(metrics, "cdr_stream_transactions_aborted_total", feed="east") == 1
@@ -171,7 +177,15 @@ def test_files_that_are_not_cdr_files_have_a_counter_of_their_own() -> None:
     metrics, _ = _metrics()
     metrics.file_anomaly("west", name="notes.txt", reason="not_cdr_file", message="m")
     assert _value(metrics, "cdr_stream_files_unmatched_total", feed="west") == 1
-    assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason="other") == 0
+    assert all(_value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason=r) == 0 for r in FILE_ANOMALIES)
+
+
+@pytest.mark.parametrize("anomaly", [a for a in FileAnomaly if a is not FileAnomaly.NOT_CDR_FILE])
+def test_every_file_anomaly_is_counted_under_its_own_label(anomaly: FileAnomaly) -> None:
+    # Regression: files that changed or vanished in the middle of a read were counted as `other`.
+    metrics, _ = _metrics()
+    metrics.file_anomaly("west", name="cdr_20240405.csv", reason=anomaly, message="m")
+    assert _value(metrics, "cdr_stream_file_anomalies_total", feed="west", reason=anomaly) == 1
 
 
 def test_replay_metrics_exist_at_zero_and_count_outcomes_and_rules(tmp_path: Path) -> None:
@@ -215,30 +229,33 @@ def test_every_replay_outcome_the_replay_counts_has_its_label() -> None:
     assert counted == set(REPLAY_OUTCOMES)
 
 
-def _raised_reasons() -> set[str]:
-    """The reason of every FeedError (or subclass) and AnswerFormatError the package raises with a literal."""
-    import ast
-    from pathlib import Path
-
-    import cdr_stream
-
-    kinds = {"FeedError", "FeedAuthError", "SftpRefused", "AnswerFormatError"}
-    reasons = set()
-    for path in Path(cdr_stream.__file__).parent.rglob("*.py"):
-        if "simulator" in path.parts:
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kinds:
-                first = node.args[0] if node.args else None
-                if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                    reasons.add(first.value)
-    return reasons
+def test_every_failure_reason_has_its_series_from_the_start() -> None:
+    metrics, _ = _metrics()
+    for reason in FailureReason:
+        assert _value(metrics, "cdr_stream_poll_failures_total", feed="east", reason=reason) == 0
+        assert _value(metrics, "cdr_stream_feed_stopped", feed="east", reason=reason) == 0
 
 
-def test_every_failure_reason_the_package_raises_has_its_own_label() -> None:
-    raised = _raised_reasons()
-    assert {"timeout", "auth", "invalid_json"} <= raised, "the scan finds the raises"
-    assert raised - set(FAILURE_REASONS) == set()
+# One row for each rule: the processor's own verdicts, not a copy of its rule names.
+RULE_EXAMPLES: Final[dict[DeadLetterRule, Any]] = {
+    DeadLetterRule.MISSING_FIELD: {k: v for k, v in feed_row(4).items() if k != "ChargeExcl"},
+    DeadLetterRule.INVALID_FIELD: feed_row(5, Charge="one dollar"),
+    DeadLetterRule.INVALID_VALUE: feed_row(6, UTCDateTime="2024-02-31 10:00:00"),
+    DeadLetterRule.NOT_AN_OBJECT: ["not", "a", "row"],
+    DeadLetterRule.MALFORMED_ROW: MalformedRow(["7", "x"], "line 3: 2 values for the 26 columns of the header"),
+    DeadLetterRule.TOO_LARGE: feed_row(8, Notes="x" * (MAX_EVENT_BYTES + 10)),
+}
+
+
+@pytest.mark.parametrize("rule", list(DeadLetterRule))
+def test_every_dead_letter_rule_is_applied_by_the_processor_and_counted_under_its_label(rule: DeadLetterRule) -> None:
+    chunk = RecordProcessor("east").process_chunk([RULE_EXAMPLES[rule]], 0)
+    (letter,) = chunk.dead_letters
+    assert letter.rule == rule
+    metrics, _ = _metrics()
+    assert _value(metrics, "cdr_stream_records_dead_lettered_total", feed="east", rule=rule) == 0
+    metrics.page_committed("east", PageReport(0, 0, 0, 1, 0, 0, dead_letter_rules=Counter({letter.rule: 1})))
+    assert _value(metrics, "cdr_stream_records_dead_lettered_total", feed="east", rule=rule) == 1
 
 
 def test_spill_bytes_shows_what_each_feeds_sort_takes_on_disk(tmp_path: Path) -> None:
@@ -250,14 +267,6 @@ def test_spill_bytes_shows_what_each_feeds_sort_takes_on_disk(tmp_path: Path) ->
     assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[1]) == 0
     space.release(FEEDS[0], 1_500)
     assert _value(metrics, "cdr_stream_spill_bytes", feed=FEEDS[0]) == 0
-
-
-def test_every_dead_letter_rule_records_py_names_has_its_own_label() -> None:
-    import cdr_stream.records.processor as records
-
-    rules = {value for name, value in vars(records).items() if name.startswith("RULE_")}
-    assert {"missing_field", "invalid_value", "too_large"} <= rules, "the scan finds the rules"
-    assert set(DEAD_LETTER_RULES) == rules | {"other"}
 
 
 def test_unreadable_values_are_counted_by_field_from_zero() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from cdr_stream.answers.parse import AnswerFormat, AnswerFormatError, answer_row_chunks, json_row_chunks
+from cdr_stream.answers.parse import AnswerFormat, answer_row_chunks, json_row_chunks
+from cdr_stream.errors import AnswerFormatError
 from tests.properties import SUITE_TALLY, check_body
 from tests.strategies import SUITE_SETTINGS, Body, bodies
 

@@ -12,7 +12,7 @@ import pytest
 
 from cdr_stream.ops.progress import BackfillReport, ProgressLog
 from cdr_stream.pipeline.backfill import BackfillProgress, BackfillWindow, RunIdentity
-from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.pipeline.observer import PageReport
 from cdr_stream.sources.http import FeedWindow
 
 DAY = date(2023, 4, 2)

@@ -11,15 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdr_stream.answers.formats import TextFormat
+from cdr_stream.errors import DeadLetterRule
 from cdr_stream.records.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS
 from cdr_stream.records.processor import (
     EVENT_SCHEMA_FILE,
     ROW_SCHEMA_FILE,
-    RULE_INVALID_FIELD,
-    RULE_INVALID_VALUE,
-    RULE_MALFORMED_ROW,
-    RULE_MISSING_FIELD,
-    RULE_NOT_AN_OBJECT,
     MalformedRow,
     RecordProcessor,
     load_schema,
@@ -133,15 +129,15 @@ def test_empty_optional_fields_become_null_and_extra_columns_are_kept() -> None:
 @pytest.mark.parametrize(
     ("change", "rule", "field"),
     [
-        ({"AccountCode": None}, RULE_INVALID_FIELD, "AccountCode"),
-        ({"AccountCode": " "}, RULE_INVALID_FIELD, "AccountCode"),
-        ({"Charge": "one dollar"}, RULE_INVALID_FIELD, "Charge"),
-        ({"ChargeExcl": "1.2.3", "Seconds": "12x"}, RULE_INVALID_FIELD, "ChargeExcl"),
-        ({"UTCDateTime": "31/02/2024 25:00"}, RULE_INVALID_FIELD, "UTCDateTime"),
-        ({"UTCDateTime": "2024-02-31 10:00:00"}, RULE_INVALID_VALUE, "UTCDateTime"),
+        ({"AccountCode": None}, DeadLetterRule.INVALID_FIELD, "AccountCode"),
+        ({"AccountCode": " "}, DeadLetterRule.INVALID_FIELD, "AccountCode"),
+        ({"Charge": "one dollar"}, DeadLetterRule.INVALID_FIELD, "Charge"),
+        ({"ChargeExcl": "1.2.3", "Seconds": "12x"}, DeadLetterRule.INVALID_FIELD, "ChargeExcl"),
+        ({"UTCDateTime": "31/02/2024 25:00"}, DeadLetterRule.INVALID_FIELD, "UTCDateTime"),
+        ({"UTCDateTime": "2024-02-31 10:00:00"}, DeadLetterRule.INVALID_VALUE, "UTCDateTime"),
         # MySQL's unset DATETIME: a record without its time cannot be ordered or timestamped.
-        ({"UTCDateTime": "0000-00-00 00:00:00"}, RULE_INVALID_VALUE, "UTCDateTime"),
-        ({"ID": "3", "Charge": True}, RULE_INVALID_FIELD, "Charge"),
+        ({"UTCDateTime": "0000-00-00 00:00:00"}, DeadLetterRule.INVALID_VALUE, "UTCDateTime"),
+        ({"ID": "3", "Charge": True}, DeadLetterRule.INVALID_FIELD, "Charge"),
     ],
 )
 def test_an_invalid_row_is_dead_lettered_with_its_rule_and_field(
@@ -160,7 +156,7 @@ def test_a_missing_required_field_is_named() -> None:
     row = feed_row(5)
     del row["ChargeExcl"]
     (letter,) = dead_letters_of([row])
-    assert (letter["rule"], letter["field"]) == (RULE_MISSING_FIELD, "ChargeExcl")
+    assert (letter["rule"], letter["field"]) == (DeadLetterRule.MISSING_FIELD, "ChargeExcl")
     assert "ChargeExcl" in letter["reason"]
 
 
@@ -168,9 +164,9 @@ def test_rows_without_a_usable_id_are_dead_lettered_and_do_not_move_the_offset()
     chunk = RecordProcessor("f").process_chunk([feed_row("abc"), feed_row(0), ["not", "a", "row"]], 10)
     assert [letter.id for letter in chunk.dead_letters] == [None, None, None]
     assert [letter.rule for letter in chunk.dead_letters] == [
-        RULE_INVALID_FIELD,
-        RULE_INVALID_FIELD,
-        RULE_NOT_AN_OBJECT,
+        DeadLetterRule.INVALID_FIELD,
+        DeadLetterRule.INVALID_FIELD,
+        DeadLetterRule.NOT_AN_OBJECT,
     ]
     assert chunk.max_id is None
 
@@ -179,7 +175,7 @@ def test_a_malformed_text_row_is_dead_lettered_with_its_values_and_does_not_move
     malformed = MalformedRow(["9", "812", "x"], "line 3: 3 values for the 26 columns of the header")
     chunk = RecordProcessor("f").process_chunk([malformed, feed_row(4)], 0)
     (letter,) = chunk.dead_letters
-    assert (letter.id, letter.key, letter.rule) == (None, None, RULE_MALFORMED_ROW)
+    assert (letter.id, letter.key, letter.rule) == (None, None, DeadLetterRule.MALFORMED_ROW)
     value = orjson.loads(letter.value)
     assert value["raw"] == ["9", "812", "x"]
     assert value["reason"] == malformed.reason
@@ -234,7 +230,7 @@ def test_held_events_cost_about_their_size_in_memory() -> None:
 )
 def test_an_account_blank_once_stripped_is_an_invalid_value(change: dict[str, Any]) -> None:
     (letter,) = dead_letters_of([feed_row(4, **change)])
-    assert (letter["rule"], letter["field"]) == (RULE_INVALID_VALUE, "AccountCode")
+    assert (letter["rule"], letter["field"]) == (DeadLetterRule.INVALID_VALUE, "AccountCode")
     assert letter["reason"].startswith("AccountCode")
 
 
@@ -285,7 +281,7 @@ def test_every_unreadable_value_is_reported_in_feed_order_and_counted() -> None:
 def test_an_id_of_non_ascii_digits_is_not_usable(row_id: str) -> None:
     # str.isdigit() is true for these; int() refused the first (a crash) and read the others as numbers.
     chunk = RecordProcessor("f").process_chunk([feed_row(row_id)], 0)
-    assert [(letter.id, letter.rule) for letter in chunk.dead_letters] == [(None, RULE_INVALID_FIELD)]
+    assert [(letter.id, letter.rule) for letter in chunk.dead_letters] == [(None, DeadLetterRule.INVALID_FIELD)]
 
 
 @pytest.mark.parametrize(
@@ -330,10 +326,10 @@ def test_rows_nested_past_the_encoders_limits_are_dead_lettered_or_published_wit
     chunk = RecordProcessor("f").process_chunk(rows, 0)
     letters = [orjson.loads(letter.value) for letter in chunk.dead_letters]
     assert [(letter["id"], letter["rule"], letter["field"]) for letter in letters] == [
-        (None, RULE_INVALID_FIELD, "ID"),
-        (None, RULE_NOT_AN_OBJECT, None),
-        (1, RULE_INVALID_FIELD, "Charge"),
-        (3, RULE_INVALID_FIELD, "Charge"),
+        (None, DeadLetterRule.INVALID_FIELD, "ID"),
+        (None, DeadLetterRule.NOT_AN_OBJECT, None),
+        (1, DeadLetterRule.INVALID_FIELD, "Charge"),
+        (3, DeadLetterRule.INVALID_FIELD, "Charge"),
     ]
     assert [letter.key for letter in chunk.dead_letters] == [None, None, b"81234567", b"81234567"]
     # The raw row is kept down to 100 levels; below that the text says what was cut.
@@ -390,19 +386,19 @@ def test_a_call_from_the_future_is_an_invalid_value() -> None:
     chunk = processor.process_chunk(rows, 0)
     assert [event.id for event in chunk.events] == [1]  # up to 15 minutes ahead: a provider clock running fast
     (letter,) = [orjson.loads(letter.value) for letter in chunk.dead_letters]
-    assert (letter["id"], letter["rule"], letter["field"]) == (2, RULE_INVALID_VALUE, "UTCDateTime")
+    assert (letter["id"], letter["rule"], letter["field"]) == (2, DeadLetterRule.INVALID_VALUE, "UTCDateTime")
     assert "ahead of this host's clock" in letter["reason"]
 
 
 def test_a_row_too_large_for_a_kafka_batch_is_dead_lettered_with_its_raw_row_cut() -> None:
     # Regression: such a row failed its transaction on every retry, for ever.
-    from cdr_stream.records.processor import MAX_EVENT_BYTES, MAX_RAW_BYTES, RULE_TOO_LARGE
+    from cdr_stream.records.processor import MAX_EVENT_BYTES, MAX_RAW_BYTES
 
     huge = feed_row(9, Notes="x" * (MAX_EVENT_BYTES + 10))
     chunk = RecordProcessor("hero-nz").process_chunk([feed_row(8), huge, feed_row(10)], 0)
     assert [event.id for event in chunk.events] == [8, 10]
     (letter,) = chunk.dead_letters
-    assert (letter.id, letter.rule, letter.key) == (9, RULE_TOO_LARGE, b"81234567")
+    assert (letter.id, letter.rule, letter.key) == (9, DeadLetterRule.TOO_LARGE, b"81234567")
     assert len(letter.value) < MAX_RAW_BYTES + 1024
     value = orjson.loads(letter.value)
     assert value["field"] == "Notes"
@@ -425,7 +421,7 @@ def test_a_huge_invalid_row_keeps_its_rule_and_a_cut_raw_row() -> None:
 
     row = feed_row(3, Charge="12x", TextDesc1="y" * 500_000, AccountCode="a" * 5000)
     (letter,) = dead_letters_of([row])
-    assert letter["rule"] == RULE_INVALID_FIELD and letter["field"] == "Charge"
+    assert letter["rule"] == DeadLetterRule.INVALID_FIELD and letter["field"] == "Charge"
     assert letter["raw_truncated"] is True and len(letter["raw"]) <= MAX_RAW_BYTES
     (raw_letter,) = RecordProcessor("f").process_chunk([row], 0).dead_letters
     assert raw_letter.key is None  # a key that size is not a partitioning key

@@ -12,7 +12,7 @@ from cdr_stream.ops.endpoints import Endpoints
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.metrics import ConnectorMetrics
 from cdr_stream.ops.status import status_table, status_url
-from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.pipeline.observer import PageReport
 
 SETTINGS = parse_settings(
     {"feeds": [{"name": name, "url": "http://127.0.0.1:1/f", "login": "l", "password": "p"} for name in ("a", "bb")]},

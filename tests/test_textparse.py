@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from cdr_stream.answers.formats import AnswerFormatError, TextFormat
+from cdr_stream.answers.formats import TextFormat
 from cdr_stream.answers.text import MAX_RECORD_CHARS, TextRowParser, text_row_chunks
+from cdr_stream.errors import AnswerFormatError
 from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.records.processor import MalformedRow, RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig

@@ -13,17 +13,6 @@ TEXT_DELIMITERS: Final[dict[str, str]] = {"csv": ",", "txt": "\t", "pipe": "|"}
 Read = Callable[[int], Awaitable[bytes]]
 
 
-class AnswerFormatError(Exception):
-    """The body is not what the format promises (an HTML page, truncated JSON, a text body without header...).
-
-    `reason` is a short fixed label (it labels metrics and FeedError reasons); the message is for people.
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
 def describe_body(body: bytes, limit: int = 80) -> str:
     """A short, printable start of a body, for error messages."""
     text = body[:limit].decode("utf-8", "replace")

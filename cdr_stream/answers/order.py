@@ -31,6 +31,7 @@ from typing import IO, Any, Final
 
 import orjson
 
+from cdr_stream.errors import SpillError
 from cdr_stream.records.processor import MalformedRow, usable_id
 
 #: Rows held in memory before the answer is spilled to disk (about 30 MB of parsed rows).
@@ -53,12 +54,6 @@ _key = itemgetter(0)
 
 #: Told after each sorted run is written: rows spilled so far, and the disk they take.
 OnRun = Callable[[int, int], None]
-
-
-class SpillError(Exception):
-    """The answer could not be sorted on disk: the size limit or the disk is full, or the directory is unusable."""
-
-    reason = "spill"
 
 
 @dataclass(slots=True)

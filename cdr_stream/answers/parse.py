@@ -18,8 +18,9 @@ from typing import Any, Final
 import ijson
 import orjson
 
-from cdr_stream.answers.formats import AnswerFormat, AnswerFormatError, Read, describe_body
+from cdr_stream.answers.formats import AnswerFormat, Read, describe_body
 from cdr_stream.answers.text import text_row_chunks
+from cdr_stream.errors import AnswerFormatError, FailureReason
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
@@ -80,7 +81,9 @@ class _PrefixedReader:
         else:
             piece = await self._read(size)
         if _NOT_IN_JSON.search(piece):
-            raise AnswerFormatError("invalid_json", "a vertical tab or form feed byte, which JSON does not allow")
+            raise AnswerFormatError(
+                FailureReason.INVALID_JSON, "a vertical tab or form feed byte, which JSON does not allow"
+            )
         return piece
 
 
@@ -124,14 +127,15 @@ async def json_row_chunks(
     if first.group() != b"[":
         start = first.start()
         raise AnswerFormatError(
-            "not_json_array", f"the answer does not start with '[': {describe_body(bytes(buffer[start : start + 100]))}"
+            FailureReason.NOT_JSON_ARRAY,
+            f"the answer does not start with '[': {describe_body(bytes(buffer[start : start + 100]))}",
         )
 
     if at_end:
         try:
             rows = orjson.loads(buffer)
         except orjson.JSONDecodeError as exc:
-            raise AnswerFormatError("invalid_json", f"{exc} (body of {len(buffer)} bytes)") from None
+            raise AnswerFormatError(FailureReason.INVALID_JSON, f"{exc} (body of {len(buffer)} bytes)") from None
         del buffer
         for begin in range(0, len(rows), chunk_rows):
             yield rows[begin : begin + chunk_rows]
@@ -148,6 +152,6 @@ async def json_row_chunks(
                 chunk = []
     # UnicodeDecodeError: yajl hands a string with bytes that are not UTF-8 on to be decoded.
     except (ijson.JSONError, UnicodeDecodeError) as exc:
-        raise AnswerFormatError("invalid_json", f"{exc} (in a streamed answer)") from None
+        raise AnswerFormatError(FailureReason.INVALID_JSON, f"{exc} (in a streamed answer)") from None
     if chunk:
         yield chunk

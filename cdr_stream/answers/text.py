@@ -16,7 +16,8 @@ from collections.abc import AsyncGenerator
 from operator import itemgetter
 from typing import Any, Final
 
-from cdr_stream.answers.formats import TEXT_DELIMITERS, AnswerFormatError, Read, TextFormat, describe_body
+from cdr_stream.answers.formats import TEXT_DELIMITERS, Read, TextFormat, describe_body
+from cdr_stream.errors import AnswerFormatError, FailureReason
 from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.records.processor import ROW_SCHEMA_FILE, MalformedRow, load_schema
 
@@ -46,15 +47,19 @@ class _Header:
         names = [value.strip() for value in values]
         if not any(name in FEED_FIELDS for name in names):
             shown = describe_body(line.encode())
-            raise AnswerFormatError("missing_header", f"the answer does not start with a header row: {shown}")
+            raise AnswerFormatError(
+                FailureReason.MISSING_HEADER, f"the answer does not start with a header row: {shown}"
+            )
         doubled = sorted({name for name in names if name and names.count(name) > 1})
         if doubled:
-            raise AnswerFormatError("invalid_header", f"the header names {', '.join(doubled)} more than once")
+            raise AnswerFormatError(
+                FailureReason.INVALID_HEADER, f"the header names {', '.join(doubled)} more than once"
+            )
         required: list[str] = load_schema(ROW_SCHEMA_FILE)["required"]
         missing = [name for name in required if name not in names]
         if missing:
             raise AnswerFormatError(
-                "missing_column",
+                FailureReason.MISSING_COLUMN,
                 f"the header has no column {', '.join(missing)}; every row would lack it (columns: "
                 f"{', '.join(name for name in names if name)})",
             )
@@ -80,7 +85,7 @@ class TextRowParser:
             text = self._pending + self._decoder.decode(piece, final)
         except UnicodeDecodeError as exc:
             raise AnswerFormatError(
-                "invalid_text", f"the answer is not UTF-8 near line {self._line + 1}: {exc.reason}"
+                FailureReason.INVALID_TEXT, f"the answer is not UTF-8 near line {self._line + 1}: {exc.reason}"
             ) from None
         if final:
             # A last line without its newline is complete; a cut-off body is the transport's to report.
@@ -96,12 +101,14 @@ class TextRowParser:
             if open_record:
                 if final:
                     raise AnswerFormatError(
-                        "invalid_text", f"the answer ends inside a quoted field that opens on line {self._line + 1}"
+                        FailureReason.INVALID_TEXT,
+                        f"the answer ends inside a quoted field that opens on line {self._line + 1}",
                     )
                 self._pending = open_record + self._pending
         if len(self._pending) > MAX_RECORD_CHARS:
             raise AnswerFormatError(
-                "invalid_text", f"the record on line {self._line + 1} is longer than {MAX_RECORD_CHARS} characters"
+                FailureReason.INVALID_TEXT,
+                f"the record on line {self._line + 1} is longer than {MAX_RECORD_CHARS} characters",
             )
         return rows
 
@@ -132,7 +139,7 @@ class TextRowParser:
                     append(MalformedRow(values, reason + " of the header"))
         except csv.Error as exc:
             # Lines end at every line break, so this is a quoted field beyond the csv module's field limit.
-            raise AnswerFormatError("invalid_text", f"line {self._line + consumed + 1}: {exc}") from None
+            raise AnswerFormatError(FailureReason.INVALID_TEXT, f"line {self._line + consumed + 1}: {exc}") from None
         self._line += consumed
         return "".join(lines[consumed:])
 

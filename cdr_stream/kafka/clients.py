@@ -16,10 +16,7 @@ from aiokafka.errors import (
 )
 
 from cdr_stream.config import KafkaSettings
-
-
-class KafkaAuthenticationError(Exception):
-    """Kafka refused the SASL login: retrying will not help, a person must fix the user or the secret."""
+from cdr_stream.errors import KafkaAuthenticationError
 
 
 def connection_options(kafka: KafkaSettings) -> dict[str, Any]:

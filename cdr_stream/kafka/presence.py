@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from cdr_stream.config import KafkaSettings
 from cdr_stream.kafka.clients import admin_client, connection_options
 from cdr_stream.kafka.writer import transactional_id
-from cdr_stream.pipeline.backoff import backoff_delay
+from cdr_stream.pipeline.backoff import STARTUP_BACKOFF
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class FeedPresence:
                 self._consumer = None
                 with contextlib.suppress(Exception):
                     await consumer.stop()
-                await asyncio.sleep(backoff_delay(failures, initial=1.0, cap=30.0))
+                await asyncio.sleep(STARTUP_BACKOFF.delay(failures))
 
     async def _keep_alive(self) -> None:
         consumer = await self._join()

@@ -17,14 +17,11 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cdr_stream.config import KafkaSettings
+from cdr_stream.errors import TopicMissingError
 from cdr_stream.kafka.clients import admin_client, committed_reader
 
 _IDLE_ROUNDS_AT_END: Final = 4
 _ROUND_MS: Final = 250
-
-
-class TopicMissingError(Exception):
-    """A topic to read does not exist."""
 
 
 async def partitions_of(kafka: KafkaSettings, topics: Iterable[str]) -> list[TopicPartition]:

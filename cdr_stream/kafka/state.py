@@ -17,11 +17,8 @@ from typing import Any
 import orjson
 
 from cdr_stream.config import KafkaSettings
-from cdr_stream.kafka.readback import TopicMissingError, committed_records
-
-
-class StateReadError(Exception):
-    """The state topic could not be read to its end."""
+from cdr_stream.errors import StateReadError, TopicMissingError
+from cdr_stream.kafka.readback import committed_records
 
 
 @dataclass(frozen=True, slots=True)

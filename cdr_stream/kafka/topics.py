@@ -17,13 +17,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.errors import TopicSetupError
 from cdr_stream.kafka.clients import admin_client
 
 log = logging.getLogger(__name__)
-
-
-class TopicSetupError(Exception):
-    """A topic is missing or misconfigured in a way the connector must not work around."""
 
 
 async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -17,6 +16,8 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 
 from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.errors import CommitUncertain, WriteError, WriterFenced
+from cdr_stream.kafka.base import Headers
 from cdr_stream.kafka.clients import connection_options
 from cdr_stream.kafka.state import FilesPosition, StoredOffset
 from cdr_stream.ops.logs import describe_error
@@ -36,21 +37,6 @@ _MAX_BATCH_BYTES: Final = 2 * MAX_EVENT_BYTES
 _MAX_CACHED_KEYS: Final = 200_000
 _STOP_TIMEOUT: Final = 10.0
 _ABORT_TIMEOUT: Final = 3.0
-
-
-class WriteError(Exception):
-    """A transaction did not commit; nothing of it is visible to read_committed consumers."""
-
-
-class CommitUncertain(WriteError):
-    """The commit did not finish in time: it may or may not have happened. Rebuild and re-read the state."""
-
-
-class WriterFenced(WriteError):
-    """Another process took over this feed's transactional id; this one must stop writing."""
-
-
-Headers = Sequence[tuple[str, bytes]]
 
 
 def transactional_id(kafka: KafkaSettings, feed: str) -> str:

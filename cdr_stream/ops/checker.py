@@ -29,6 +29,7 @@ from typing import Any, Final, TypeGuard
 import orjson
 
 from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.errors import ExpectationError
 from cdr_stream.kafka.readback import committed_records
 from cdr_stream.kafka.state import StoredOffset
 from cdr_stream.records.processor import HEADER_FEED, HEADER_REPLAY, HEADER_REPLAY_SOURCE, REPLAY_SOURCE_DEAD_LETTER
@@ -155,10 +156,6 @@ def as_ranges(ids: Iterable[int]) -> Iterator[IdRange]:
 
 
 # --- expectations ---------------------------------------------------------------------------------------
-
-
-class ExpectationError(ValueError):
-    """An expectation (a range or an ID file) that cannot be read."""
 
 
 def parse_range(text: str) -> IdRange:

@@ -13,14 +13,11 @@ from typing import Self
 import orjson
 from aiohttp import web
 
+from cdr_stream.errors import EndpointError
 from cdr_stream.ops.health import FeedHealth, Verdict
 from cdr_stream.ops.metrics import CONTENT_TYPE, ConnectorMetrics
 
 log = logging.getLogger(__name__)
-
-
-class EndpointError(Exception):
-    """The endpoints could not be served (the port is taken, say)."""
 
 
 class Endpoints:

@@ -1,7 +1,7 @@
 """Each feed's state, liveness and readiness, learnt from the poll loop's own reports (a PollObserver).
 
 State: `starting` until the first poll ends; then `catching_up` (a poll moved the offset, the next one
-follows at once), `idle` (nothing new; waiting for the poll interval), `backing_off` (a retryable
+follows at once), `idle` (nothing new; waiting for the poll interval), `backing_off` (a retriable
 failure: the feed or Kafka is unreachable, an answer was garbage...) or `failed` (a failure final for
 the feed: login refused, host key, fenced, a secret that cannot be read). A failed feed is tried again on
 a long backoff unless it stopped for good (`stopped`: fenced, or given up); its siblings go on.
@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from cdr_stream.config import FeedSettings, Settings
-from cdr_stream.pipeline.poller import KAFKA_REASONS, PageReport
+from cdr_stream.errors import KAFKA_REASONS, FailureReason, FileAnomaly
+from cdr_stream.pipeline.observer import PageReport, PollObserver
 
 MIN_WEDGE_SECONDS: Final = 300.0
 
@@ -81,7 +82,7 @@ def _iso(moment: float | None) -> str | None:
     return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
-class FeedHealth:
+class FeedHealth(PollObserver):
     """Keeps every feed's state from the poll loop's reports; answers /healthz, /readyz and /status."""
 
     def __init__(
@@ -190,14 +191,16 @@ class FeedHealth:
         status.state = CATCHING_UP if advanced else IDLE
         status.next_attempt = self._wall_clock() + (0.0 if advanced else status.poll_interval)
 
-    def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+    def poll_failed(self, feed: str, *, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         status = self._heard(feed)
         if reason in KAFKA_REASONS:
             status.ready = False
         status.consecutive_failures = consecutive
         self._failure(status, BACKING_OFF, reason, message, retry_in)
 
-    def feed_failed(self, feed: str, *, reason: str, message: str, retry_in: float | None, consecutive: int) -> None:
+    def feed_failed(
+        self, feed: str, *, reason: FailureReason, message: str, retry_in: float | None, consecutive: int
+    ) -> None:
         status = self._heard(feed)
         status.consecutive_failures = consecutive
         status.stopped = retry_in is None
@@ -205,7 +208,7 @@ class FeedHealth:
             status.ready = False
         self._failure(status, FAILED, reason, message, retry_in)
 
-    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+    def file_anomaly(self, feed: str, *, name: str, reason: FileAnomaly, message: str) -> None:
         self._heard(feed)
 
     def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:

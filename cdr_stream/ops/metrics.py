@@ -26,71 +26,28 @@ from prometheus_client.process_collector import ProcessCollector
 
 from cdr_stream import __version__
 from cdr_stream.answers.order import TempSpace
+from cdr_stream.errors import DeadLetterRule, FailureReason, FileAnomaly
 from cdr_stream.ops.health import FEED_STATES, FeedHealth
-from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.pipeline.observer import PageReport, PollObserver
 from cdr_stream.records.processor import (
-    RULE_INVALID_FIELD,
-    RULE_INVALID_VALUE,
-    RULE_MALFORMED_ROW,
-    RULE_MISSING_FIELD,
-    RULE_NOT_AN_OBJECT,
-    RULE_TOO_LARGE,
     UNREADABLE_LABELS,
 )
-from cdr_stream.sources.files import CHANGED, NOT_CDR_FILE, RENAMED, SHRUNK
 
 if TYPE_CHECKING:
     from cdr_stream.pipeline.dlq import ChunkOutcome, ReplayIdentity, ReplayProgress
 
-#: Why a poll failed: the feed's answers (feed.py, parse.py, textparse.py, sftp.py) and the Kafka side
-#: (poller.py). tests/test_metrics.py checks that every reason raised in the package is listed here.
-FAILURE_REASONS: Final = (
-    "timeout",
-    "connection",
-    "truncated",
-    "invalid_json",
-    "not_json_array",
-    "invalid_text",
-    "invalid_header",
-    "missing_header",
-    "missing_column",
-    "http_4xx",
-    "http_5xx",
-    "rate_limited",
-    "auth",
-    "sftp",
-    "host_key",
-    "private_key",
-    "file_changed",
-    "spill",
-    "commit_timeout",
-    "commit_failed",
-    "state_read",
-    "kafka",
-    "fenced",
-    "config",
-    "crashed",
-    "other",
-)
-#: Why a row was dead-lettered (records.py). tests/test_metrics.py checks that every rule is listed.
-DEAD_LETTER_RULES: Final = (
-    RULE_MISSING_FIELD,
-    RULE_INVALID_FIELD,
-    RULE_INVALID_VALUE,
-    RULE_NOT_AN_OBJECT,
-    RULE_MALFORMED_ROW,
-    RULE_TOO_LARGE,
-    "other",
-)
+#: The closed label sets, from the enums every raise and rule is typed with (errors.py).
+FAILURE_REASONS: Final = tuple(FailureReason)
+DEAD_LETTER_RULES: Final = tuple(DeadLetterRule)
 #: Which value was published as null because it could not be read: a descriptive field, or `extra`.
 UNREADABLE_FIELDS: Final = (*UNREADABLE_LABELS, "other")
 DROP_REASONS: Final = ("already_seen", "duplicate_in_answer")
-#: Why a file source skipped a file (cdr_files.py).
-FILE_ANOMALIES: Final = (CHANGED, SHRUNK, RENAMED, "other")
+#: Why a file source skipped a file; a file not matching the pattern has a counter of its own.
+FILE_ANOMALIES: Final = tuple(anomaly for anomaly in FileAnomaly if anomaly is not FileAnomaly.NOT_CDR_FILE)
 #: What `dlq replay` did with a dead letter (dlq.py): the outcomes it counts.
 REPLAY_OUTCOMES: Final = ("replayed", "already_published", "still_failing", "skipped")
 #: Failures after which the transaction in flight was aborted or left in doubt.
-_ABORTING_REASONS: Final = frozenset({"commit_timeout", "commit_failed"})
+_ABORTING_REASONS: Final = frozenset({FailureReason.COMMIT_TIMEOUT, FailureReason.COMMIT_FAILED})
 
 POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 COMMIT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -113,7 +70,7 @@ def _bounded(value: str, allowed: Sequence[str]) -> str:
     return value if value in allowed else "other"
 
 
-class ConnectorMetrics:
+class ConnectorMetrics(PollObserver):
     """The connector's metrics. Pass it as (part of) the connector's observer; `render()` is /metrics."""
 
     def __init__(
@@ -264,12 +221,12 @@ class ConnectorMetrics:
             self.poll_failures.labels(feed, reason)
         for rule in DEAD_LETTER_RULES:
             self.dead_lettered.labels(feed, rule)
-        for reason in DROP_REASONS:
-            self.dropped.labels(feed, reason)
+        for dropped in DROP_REASONS:
+            self.dropped.labels(feed, dropped)
         for name in UNREADABLE_FIELDS:
             self.unreadable.labels(feed, name)
-        for reason in FILE_ANOMALIES:
-            self.file_anomalies.labels(feed, reason)
+        for anomaly in FILE_ANOMALIES:
+            self.file_anomalies.labels(feed, anomaly)
         for reason in FAILURE_REASONS:
             self.feed_stopped.labels(feed, reason).set(0)
 
@@ -309,30 +266,27 @@ class ConnectorMetrics:
         self.last_success.labels(feed).set(self._clock())
         self.consecutive_failures.labels(feed).set(0)
 
-    def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None:
-        reason = _bounded(reason, FAILURE_REASONS)
+    def poll_failed(self, feed: str, *, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         self.polls.labels(feed).inc()
         self.poll_failures.labels(feed, reason).inc()
         self.consecutive_failures.labels(feed).set(consecutive)
         if reason in _ABORTING_REASONS:
             self.aborted.labels(feed).inc()
 
-    def feed_failed(self, feed: str, *, reason: str, message: str, retry_in: float | None, consecutive: int) -> None:
-        reason = _bounded(reason, FAILURE_REASONS)
+    def feed_failed(
+        self, feed: str, *, reason: FailureReason, message: str, retry_in: float | None, consecutive: int
+    ) -> None:
         self.polls.labels(feed).inc()
         self.poll_failures.labels(feed, reason).inc()
         self.consecutive_failures.labels(feed).set(consecutive)
         if retry_in is None:
             self.feed_stopped.labels(feed, reason).set(1)
 
-    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
-        if reason == NOT_CDR_FILE:
+    def file_anomaly(self, feed: str, *, name: str, reason: FileAnomaly, message: str) -> None:
+        if reason == FileAnomaly.NOT_CDR_FILE:
             self.files_unmatched.labels(feed).inc()
             return
         self.file_anomalies.labels(feed, _bounded(reason, FILE_ANOMALIES)).inc()
-
-    def answer_sorting(self, feed: str, *, rows: int, disk_bytes: int) -> None:
-        """cdr_stream_spill_bytes reads the disk in use itself."""
 
 
 class ReplayMetrics:
@@ -393,7 +347,7 @@ class ReplayMetrics:
         for rule, count in outcome.still_failing.items():
             self.still_failing.labels(self.feed, _bounded(rule, DEAD_LETTER_RULES)).inc(count)
 
-    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+    def retrying(self, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         self.retries.labels(self.feed).inc()
 
     def finished(self, progress: ReplayProgress) -> None:

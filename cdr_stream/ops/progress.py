@@ -9,8 +9,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TextIO
 
+from cdr_stream.errors import FailureReason, FileAnomaly
 from cdr_stream.pipeline.backfill import BackfillProgress, RunIdentity
-from cdr_stream.pipeline.poller import PageReport
+from cdr_stream.pipeline.observer import PageReport, PollObserver
 from cdr_stream.records.processor import HEADER_REPLAY
 from cdr_stream.sources.http import FeedWindow
 
@@ -29,7 +30,7 @@ class FeedTotals:
     last_id: int | None = None
 
 
-class ProgressLog:
+class ProgressLog(PollObserver):
     def __init__(self) -> None:
         self.totals: defaultdict[str, FeedTotals] = defaultdict(FeedTotals)
 
@@ -84,7 +85,7 @@ class ProgressLog:
             extra={"feed": feed, "rows": rows, "poll_seconds": round(seconds, 4)},
         )
 
-    def poll_failed(self, feed: str, *, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+    def poll_failed(self, feed: str, *, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         self.totals[feed].errors += 1
         log.warning(
             "feed %s: %s (%s); retry %d in %.1f s",
@@ -96,7 +97,9 @@ class ProgressLog:
             extra={"feed": feed, "reason": reason, "consecutive": consecutive, "retry_in_seconds": round(retry_in, 2)},
         )
 
-    def feed_failed(self, feed: str, *, reason: str, message: str, retry_in: float | None, consecutive: int) -> None:
+    def feed_failed(
+        self, feed: str, *, reason: FailureReason, message: str, retry_in: float | None, consecutive: int
+    ) -> None:
         self.totals[feed].errors += 1
         extra = {"feed": feed, "reason": reason, "consecutive": consecutive, "state": "failed"}
         if retry_in is None:
@@ -111,7 +114,7 @@ class ProgressLog:
             extra={**extra, "retry_in_seconds": round(retry_in, 2)},
         )
 
-    def file_anomaly(self, feed: str, *, name: str, reason: str, message: str) -> None:
+    def file_anomaly(self, feed: str, *, name: str, reason: FileAnomaly, message: str) -> None:
         self.totals[feed].file_anomalies += 1
         log.warning("feed %s: %s", feed, message, extra={"feed": feed, "file": name, "reason": reason})
 
@@ -172,7 +175,7 @@ class BackfillReport:
         else:
             log.info("%s; %s %02d:00 done", self.line(progress), hour.day, hour.hour)
 
-    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+    def retrying(self, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         self._end_line()
         log.warning("backfill %s: %s (%s); retry %d in %.1f s", self._label, message, reason, consecutive, retry_in)
 

@@ -7,12 +7,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from cdr_stream.errors import StatusError
+
 _COLUMNS = ("feed", "state", "last_id", "last commit", "failures", "next attempt", "last failure")
 _REQUEST_TIMEOUT_SECONDS = 10.0
-
-
-class StatusError(Exception):
-    """The connector's /status could not be read; the message says where and why."""
 
 
 def status_url(base: str) -> str:

@@ -26,8 +26,9 @@ import orjson
 from pydantic import ValidationError
 
 from cdr_stream.answers.order import TempSpace
-from cdr_stream.config import ConfigError, FeedSettings, Settings, TopicSettings, format_validation_error
-from cdr_stream.pipeline.loop import MarkedRun, RunError
+from cdr_stream.config import FeedSettings, Settings, TopicSettings, format_validation_error
+from cdr_stream.errors import BackfillError, ConfigError, FailureReason
+from cdr_stream.pipeline.runs import MarkedRun
 from cdr_stream.records.processor import ProcessedChunk, RecordProcessor
 from cdr_stream.sources.http import FeedClient, FeedTransport, FeedWindow
 
@@ -37,10 +38,6 @@ _DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Local time runs from UTC-12 to UTC+14: a window is surely over, or surely not begun, only beyond these.
 _LATEST_ZONE: Final = timedelta(hours=-12)
 _EARLIEST_ZONE: Final = timedelta(hours=14)
-
-
-class BackfillError(RunError):
-    """A backfill cannot go on for a reason a retry cannot fix; the message says why and what to do."""
 
 
 def parse_day(text: str) -> date:
@@ -212,7 +209,7 @@ class BackfillObserver(Protocol):
 
     def hour_done(self, progress: BackfillProgress, hour: FeedWindow) -> None: ...
 
-    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None: ...
+    def retrying(self, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None: ...
 
     def finished(self, progress: BackfillProgress) -> None: ...
 

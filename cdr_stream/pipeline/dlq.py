@@ -27,10 +27,12 @@ from typing import Any, Final, Protocol
 import orjson
 
 from cdr_stream.config import FeedSettings, Settings, TopicSettings
+from cdr_stream.errors import DlqReplayError, FailureReason
 from cdr_stream.kafka.readback import committed_records
 from cdr_stream.ops.checker import IdSet
 from cdr_stream.ops.logs import REDACTED
-from cdr_stream.pipeline.loop import MarkedRun, RetryObserver, RunError
+from cdr_stream.pipeline.loop import RetryObserver
+from cdr_stream.pipeline.runs import MarkedRun
 from cdr_stream.records.processor import (
     FUTURE_TOLERANCE,
     HEADER_FEED,
@@ -50,10 +52,6 @@ _SAMPLE_CHARS: Final = 300
 SKIP_NO_ID: Final = "no_id"
 SKIP_TRUNCATED: Final = "truncated"
 SKIP_NOT_AN_OBJECT: Final = "not_an_object"
-
-
-class DlqReplayError(RunError):
-    """A replay cannot go on for a reason a retry cannot fix."""
 
 
 # --- reading dead letters --------------------------------------------------------------------------------
@@ -431,7 +429,7 @@ class ReplayObservers:
         for observer in self._observers:
             observer.committed(progress, outcome)
 
-    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+    def retrying(self, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         for observer in self._observers:
             observer.retrying(reason, message, retry_in, consecutive)
 
@@ -458,7 +456,7 @@ class ReplayLog:
     def committed(self, progress: ReplayProgress, outcome: ChunkOutcome) -> None:
         log.debug("dead-letter replay %s: up to ID %d: %s", progress.run, progress.last_id, progress.summary())
 
-    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None:
+    def retrying(self, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         log.warning("dead-letter replay: %s (%s); retry %d in %.1f s", message, reason, consecutive, retry_in)
 
     def finished(self, progress: ReplayProgress) -> None:

@@ -1,156 +1,132 @@
-"""The loop shared by the commands that publish records again: `backfill` (a past window asked from the
-feed) and `dlq replay` (dead letters read with today's rules).
+"""The one retry-and-commit loop. The live poller, backfill and dead-letter replay all run in it.
 
-A run has its own transactional id, so it neither fences the feed's connector nor is fenced by it, and
-its own key in the state topic. Each transaction carries a chunk of records, marked with the cdr-replay
-header (the run's id), together with the run's progress: whatever a crash cuts short is aborted, and the
-same command afterwards resumes from the last commit. Kafka errors rebuild the producer and re-read the
-progress (Kafka holds the truth); a retryable feed error is retried with the feed's backoff.
+Each pass starts the writer if it is not started (which fences any older writer of the same
+transactional id), loads what Kafka holds for the run if it is not loaded, and makes one attempt. A
+failure is one of three kinds:
+- Kafka in doubt (a commit failed or timed out, the state could not be read): the writer is rebuilt and
+  the state read again, so the run always resumes from what Kafka really holds;
+- retriable (the feed timed out, answered garbage...): the same attempt again after a backoff, at least
+  the feed's Retry-After;
+- final (a refused login, an unknown host key...): the `on_final` policy of the run decides, waiting long
+  or stopping.
+A writer fenced by another process ends the loop with WriterFenced; what that means is the run's call.
 """
 
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from cdr_stream.config import FeedSettings, Settings, TopicSettings
-from cdr_stream.kafka.state import StateReadError, read_state
-from cdr_stream.kafka.topics import prepare_topics
-from cdr_stream.kafka.writer import Headers, TransactionalWriter, WriteError, WriterFenced
+from cdr_stream.errors import CdrStreamError, FailureReason, StateReadError, WriteError, WriterFenced
+from cdr_stream.kafka.base import Writer
 from cdr_stream.ops.logs import describe_error
-from cdr_stream.pipeline.backoff import backoff_delay
-from cdr_stream.records.processor import HEADER_REPLAY, ProcessedChunk
-from cdr_stream.sources.http import FeedError
+from cdr_stream.pipeline.backoff import Backoff
 
 
-class RunError(Exception):
-    """A run cannot go on for a reason a retry cannot fix; the message says why and what to do."""
-
-
-class RunProgress(Protocol):
-    """What every run's progress has: the run's id, the value of the cdr-replay header it publishes with."""
+class Attempts(Protocol):
+    """A run's side of the loop."""
 
     @property
-    def run(self) -> str: ...
+    def loaded(self) -> bool:
+        """True while what Kafka holds for the run (its offset or progress) is known."""
 
+    async def load(self) -> None:
+        """Read what Kafka holds for the run; the writer has started."""
 
-ProgressT = TypeVar("ProgressT", bound=RunProgress)
+    def forget(self) -> None:
+        """Kafka is in doubt: forget what was loaded; it is read again once the writer is rebuilt."""
+
+    async def attempt(self, stopping: asyncio.Event) -> float | None:
+        """One attempt, committing as it goes: the seconds to wait before the next (0: at once), or None
+        when the run is complete."""
 
 
 class RetryObserver(Protocol):
-    def retrying(self, reason: str, message: str, retry_in: float, consecutive: int) -> None: ...
+    def retrying(self, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
+        """A failure a retry may fix; the next attempt is in `retry_in` seconds."""
 
 
-class MarkedRun(ABC, Generic[ProgressT]):
-    """One run: `await run.run()` loads (or starts) the progress, does the work, returns the final progress.
+#: Told a failure final for the run, with the failures in a row and the final ones among them: returns
+#: the seconds to wait before trying again, or raises to end the loop.
+OnFinal = Callable[[CdrStreamError, int, int], Awaitable[float]]
+#: Waits `seconds` unless `stopping` is set first.
+Pause = Callable[[asyncio.Event, float], Awaitable[None]]
+#: What Kafka (or the network to it) raises that leaves the Kafka side in doubt.
+KAFKA_DOUBT = (WriteError, StateReadError, KafkaError, OSError)
 
-    Subclasses say how progress is loaded (`_load`), how the work goes (`_work`, committing with
-    `_commit`) and how progress is stored (`_encode`).
-    """
 
-    #: The exception raised for what a retry cannot fix.
-    error: type[RunError] = RunError
-    #: What the messages call a run ("backfill", "dead-letter replay").
-    kind = "run"
+def failure_reason(exc: BaseException) -> FailureReason:
+    """The label of a failure: the error's own, or `kafka` for one raised by the Kafka client itself."""
+    return exc.reason if isinstance(exc, CdrStreamError) else FailureReason.KAFKA
+
+
+async def pause_unless_stopping(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+class CommitLoop:
+    """Runs `attempts` with `writer` until they complete (`run` returns) or `stopping` is set."""
 
     def __init__(
         self,
-        settings: Settings,
-        feed: FeedSettings,
-        topics: TopicSettings,
-        *,
-        state_key: str,
-        id_suffix: str,
+        attempts: Attempts,
+        writer: Writer,
+        backoff: Backoff,
         observer: RetryObserver,
-        headers: Headers = (),
+        on_final: OnFinal,
+        *,
+        pause: Pause = pause_unless_stopping,
     ) -> None:
-        self.settings = settings
-        self.feed = feed
-        self.topics = topics
-        self.state_key = state_key
-        self.writer = TransactionalWriter(settings.kafka, topics, feed.name, id_suffix=id_suffix)
-        self.progress: ProgressT | None = None
-        self._retry_observer = observer
-        self._headers = tuple(headers)
-        self._failures = 0
+        self.attempts = attempts
+        self.writer = writer
+        self.backoff = backoff
+        self._observer = observer
+        self._on_final = on_final
+        self._pause = pause
+        #: Failed attempts in a row, of any kind; and of those, the ones final for the run.
+        self.failures = 0
+        self.final_failures = 0
 
-    async def run(self) -> ProgressT:
-        try:
-            return await self._run()
-        finally:
-            await self.writer.stop()
-            await self._close()
+    def progressed(self) -> None:
+        """The run moved on (a commit): the next failure starts the backoff afresh."""
+        self.failures = self.final_failures = 0
 
-    async def _close(self) -> None:
-        """Release what the subclass holds (a feed client)."""
-
-    async def _run(self) -> ProgressT:
-        await prepare_topics(self.settings.kafka, self.topics)
-        while True:
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             try:
-                if self.progress is None:
-                    await self.writer.start()  # fences a stale process of this run before its progress is read
-                    self.progress = await self._load()
-                    self._started(self.progress)
-                final = await self._work(self.progress)
-                self._finished(final)
-                return final
+                if not self.writer.started:
+                    await self.writer.start()  # fences older writers before the state is read
+                if not self.attempts.loaded:
+                    await self.attempts.load()
+                wait = await self.attempts.attempt(stopping)
             except WriterFenced:
-                raise self.error(
-                    f"another process took over this {self.kind} (transactional id {self.writer.transactional_id!r})"
-                ) from None
-            except FeedError as exc:
-                if not exc.retryable:
-                    raise self.error(str(exc)) from None
-                await self._retry(exc.reason, str(exc), exc.retry_after)
-            except (WriteError, StateReadError, KafkaError, OSError) as exc:
-                # Whatever Kafka holds now is the truth: rebuild the producer and re-read the progress.
+                raise
+            except KAFKA_DOUBT as exc:
+                wait = self._retry(failure_reason(exc), describe_error(exc), None)
+                # Whatever Kafka holds now is the truth: rebuild the producer and read the state again.
                 await self.writer.stop()
-                self.progress = None
-                await self._retry("kafka", describe_error(exc), None)
+                self.attempts.forget()
+            except CdrStreamError as exc:
+                if exc.retriable:
+                    wait = self._retry(exc.reason, str(exc), getattr(exc, "retry_after", None))
+                else:
+                    self.failures += 1
+                    self.final_failures += 1
+                    wait = await self._on_final(exc, self.failures, self.final_failures)
+            else:
+                if wait is None:
+                    return
+                self.progressed()
+            if wait > 0:
+                await self._pause(stopping, wait)
 
-    async def _retry(self, reason: str, message: str, retry_after: float | None) -> None:
-        self._failures += 1
-        wait = backoff_delay(
-            self._failures,
-            initial=self.feed.backoff_initial_seconds,
-            cap=self.feed.backoff_max_seconds,
-            retry_after=retry_after,
-        )
-        self._retry_observer.retrying(reason, message, wait, self._failures)
-        await asyncio.sleep(wait)
-
-    async def _stored(self) -> bytes | None:
-        """The progress value stored under this run's key, if any."""
-        key = self.state_key
-        return (await read_state(self.settings.kafka, self.topics.state, lambda found: found == key)).get(key)
-
-    async def _commit(self, chunk: ProcessedChunk, progress: ProgressT) -> ProgressT:
-        """Publish the chunk and store `progress` in one transaction; only then is it the run's progress."""
-        headers: Sequence[tuple[str, bytes]] = [(HEADER_REPLAY, progress.run.encode()), *self._headers]
-        await self.writer.commit_with_state(chunk, self.state_key, self._encode(progress), headers=headers)
-        self.progress = progress
-        self._failures = 0
-        return progress
-
-    @abstractmethod
-    async def _load(self) -> ProgressT:
-        """The stored progress to resume, or a fresh one (committed with `_commit` before it is returned)."""
-
-    @abstractmethod
-    async def _work(self, progress: ProgressT) -> ProgressT:
-        """Publish from `progress` to the end, committing as it goes; return the final progress."""
-
-    @abstractmethod
-    def _encode(self, progress: ProgressT) -> bytes:
-        """The state-topic value of `progress`."""
-
-    def _started(self, progress: ProgressT) -> None:
-        """Told once the progress is loaded (after each rebuild too)."""
-
-    def _finished(self, progress: ProgressT) -> None:
-        """Told once the work is done."""
+    def _retry(self, reason: FailureReason, message: str, retry_after: float | None) -> float:
+        self.failures += 1
+        wait = self.backoff.delay(self.failures, retry_after)
+        self._observer.retrying(reason, message, wait, self.failures)
+        return wait

@@ -24,6 +24,7 @@ from typing import Any, Final, NamedTuple
 import jsonschema_rs
 import orjson
 
+from cdr_stream.errors import DeadLetterRule
 from cdr_stream.records.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS, FEED_TO_EVENT
 
 EVENT_SCHEMA_VERSION: Final = 2
@@ -48,14 +49,6 @@ HEADER_REPLAY: Final = "cdr-replay"
 #: Beside cdr-replay on an event `cdr-stream dlq replay` made of a dead letter, with the value below.
 HEADER_REPLAY_SOURCE: Final = "cdr-replay-source"
 REPLAY_SOURCE_DEAD_LETTER: Final = b"dead-letter"
-
-# Rule names are a closed set: they label metrics and let consumers of the dead-letter topic branch.
-RULE_NOT_AN_OBJECT: Final = "not_an_object"
-RULE_MISSING_FIELD: Final = "missing_field"
-RULE_INVALID_FIELD: Final = "invalid_field"
-RULE_INVALID_VALUE: Final = "invalid_value"
-RULE_MALFORMED_ROW: Final = "malformed_row"
-RULE_TOO_LARGE: Final = "too_large"
 
 #: The most an event (key and value) may take. A record must fit in one producer batch, and no retry can
 #: make a bigger one fit: it would fail its transaction for ever. A CDR takes well under 1 KiB.
@@ -105,7 +98,7 @@ class Event(NamedTuple):
 class Rejection:
     """Why a row cannot be published: `rule` is from a closed set, `reason` is for people."""
 
-    rule: str
+    rule: DeadLetterRule
     field: str | None
     reason: str
 
@@ -125,7 +118,7 @@ class DeadLetter:
     id: int | None
     key: bytes | None
     value: bytes
-    rule: str
+    rule: DeadLetterRule
 
 
 @dataclass(slots=True)
@@ -180,11 +173,11 @@ class RowValidator:
         schema_path = [str(p) for p in error.schema_path]
         if schema_path and schema_path[-1] == "required":
             missing = str(error.kind.property)
-            return Rejection(RULE_MISSING_FIELD, missing, f"{missing}: required field is missing")
+            return Rejection(DeadLetterRule.MISSING_FIELD, missing, f"{missing}: required field is missing")
         name = str(path[0]) if path else None
         expected = self._expected(schema_path)
         shown = _short(error.instance)
-        return Rejection(RULE_INVALID_FIELD, name, f"{name}: {shown} is not {expected}")
+        return Rejection(DeadLetterRule.INVALID_FIELD, name, f"{name}: {shown} is not {expected}")
 
     def _expected(self, schema_path: list[str]) -> str:
         # Name the rule by the $defs entry it failed, with that entry's description.
@@ -487,7 +480,9 @@ class RecordProcessor:
         if event["account_code"] is None:
             # The schema's \S and Python's strip() disagree on what is blank (\x1c, \x85, ...).
             return Rejection(
-                RULE_INVALID_VALUE, "AccountCode", f"AccountCode: {_short(get('AccountCode'))}: blank once stripped"
+                DeadLetterRule.INVALID_VALUE,
+                "AccountCode",
+                f"AccountCode: {_short(get('AccountCode'))}: blank once stripped",
             )
         for feed_name, event_name, convert in _COUNT_FIELDS:
             value = get(feed_name)
@@ -516,7 +511,7 @@ class RecordProcessor:
                     "host's clock (Kafka refuses such a timestamp)"
                 )
         except _UNREADABLE_ERRORS as exc:
-            return Rejection(RULE_INVALID_VALUE, feed_name, f"{feed_name}: {_short(get(feed_name))}: {exc}")
+            return Rejection(DeadLetterRule.INVALID_VALUE, feed_name, f"{feed_name}: {_short(get(feed_name))}: {exc}")
         if not row.keys() <= _KNOWN_FIELDS:
             extra = event["extra"] = {}
             for feed_name, value in row.items():
@@ -541,13 +536,15 @@ class RecordProcessor:
 
     def _reject_unkeyed(self, row: Any) -> Rejection:
         if isinstance(row, MalformedRow):
-            return Rejection(RULE_MALFORMED_ROW, None, row.reason)
+            return Rejection(DeadLetterRule.MALFORMED_ROW, None, row.reason)
         if not isinstance(row, dict):
-            return Rejection(RULE_NOT_AN_OBJECT, None, f"row is not a JSON object: {_short(row)}")
+            return Rejection(DeadLetterRule.NOT_AN_OBJECT, None, f"row is not a JSON object: {_short(row)}")
         found = self._validator.check(row)
         if isinstance(found, Rejection) and found.field == "ID":
             return found
-        return Rejection(RULE_INVALID_FIELD, "ID", f"ID: {_short(row.get('ID'))} is not a positive whole number")
+        return Rejection(
+            DeadLetterRule.INVALID_FIELD, "ID", f"ID: {_short(row.get('ID'))} is not a positive whole number"
+        )
 
     def _dead_letter(self, row_id: int | None, row: Any, rejection: Rejection) -> DeadLetter:
         code = row.get("AccountCode") if isinstance(row, dict) else None
@@ -588,7 +585,7 @@ def _too_large(row: dict[str, Any], size: int) -> Rejection:
     sizes = {name: len(dumps(value)) for name, value in row.items()}
     largest = max(sizes, key=sizes.__getitem__)
     return Rejection(
-        RULE_TOO_LARGE,
+        DeadLetterRule.TOO_LARGE,
         largest,
         f"the event would take {size} bytes, above the limit of {MAX_EVENT_BYTES}; "
         f"its largest field is {largest} ({sizes[largest]} bytes)",

@@ -12,18 +12,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
 
+from cdr_stream.errors import FileAnomaly
 from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition
-
-# Anomaly reasons: a closed set, they label a counter.
-CHANGED: Final = "changed"
-SHRUNK: Final = "shrunk"
-RENAMED: Final = "renamed"
-CHANGED_IN_FLIGHT: Final = "changed_in_flight"
-VANISHED_IN_FLIGHT: Final = "vanished_in_flight"
-#: A file whose name file_pattern does not match (or whose date is no date): never read, reported once.
-NOT_CDR_FILE: Final = "not_cdr_file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +54,7 @@ def not_cdr_files(listing: Iterable[tuple[str, FileMark]], pattern: re.Pattern[s
 @dataclass(frozen=True, slots=True)
 class Anomaly:
     name: str
-    reason: str
+    reason: FileAnomaly
     message: str
 
 
@@ -108,7 +99,7 @@ def plan(files: list[RemoteFile], position: FilesPosition) -> Plan:
         out.anomalies.append(
             Anomaly(
                 current.name,
-                VANISHED_IN_FLIGHT,
+                FileAnomaly.VANISHED_IN_FLIGHT,
                 f"file {current.name} vanished after {current.rows} of its rows were committed; "
                 "the rest of it cannot be collected",
             )
@@ -117,7 +108,7 @@ def plan(files: list[RemoteFile], position: FilesPosition) -> Plan:
         committed = position.done.get(remote.name)
         if committed is not None:
             if committed != remote.mark:
-                reason = SHRUNK if remote.mark.size < committed.size else CHANGED
+                reason = FileAnomaly.SHRUNK if remote.mark.size < committed.size else FileAnomaly.CHANGED
                 out.anomalies.append(
                     Anomaly(
                         remote.name,
@@ -135,7 +126,7 @@ def plan(files: list[RemoteFile], position: FilesPosition) -> Plan:
             out.anomalies.append(
                 Anomaly(
                     remote.name,
-                    RENAMED,
+                    FileAnomaly.RENAMED,
                     f"file {remote.name} has the size and mtime of {old}, which was collected and is no longer "
                     f"listed ({_describe(remote.mark)}): taken as {old} renamed, it is not collected again",
                 )
@@ -151,7 +142,7 @@ def _resume(remote: RemoteFile, current: FileInFlight, anomalies: list[Anomaly])
     anomalies.append(
         Anomaly(
             remote.name,
-            CHANGED_IN_FLIGHT,
+            FileAnomaly.CHANGED_IN_FLIGHT,
             f"file {remote.name} changed ({_describe(current.mark)} -> {_describe(remote.mark)}) after "
             f"{current.rows} of its rows were committed; it is read again from its start, and rows at or "
             "below the feed's highest committed ID are dropped",

@@ -22,31 +22,17 @@ from urllib.parse import quote, quote_plus
 
 import aiohttp
 
-from cdr_stream.answers.order import OnRun, OrderedRows, SpillError, TempSpace, ordered_rows
-from cdr_stream.answers.parse import AnswerFormatError, answer_row_chunks, describe_body
+from cdr_stream.answers.order import OnRun, OrderedRows, TempSpace, ordered_rows
+from cdr_stream.answers.parse import answer_row_chunks, describe_body
 from cdr_stream.config import FeedSettings
+from cdr_stream.errors import AnswerFormatError, FailureReason, FeedAuthError, FeedError, SpillError
+from cdr_stream.kafka.state import StoredOffset
+from cdr_stream.sources.base import Batch, SourceContext, SourceEvents
 
 log = logging.getLogger(__name__)
 
 #: An unfinished answer must bring at least this much in every `read_timeout_seconds` spent waiting on it.
 MIN_PROGRESS_BYTES: Final = 16 * 1024
-
-
-class FeedError(Exception):
-    """A failed feed query. `reason` is a short fixed label (it labels metrics); the message is for people."""
-
-    retryable = True
-
-    def __init__(self, reason: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class FeedAuthError(FeedError):
-    """The feed refused the login or password: retrying will not help, a person must fix the secret."""
-
-    retryable = False
 
 
 class FeedResponse(Protocol):
@@ -140,7 +126,7 @@ class _ProgressGuard:
             if self._waited >= self._window:
                 if self._received < MIN_PROGRESS_BYTES:
                     raise FeedError(
-                        "timeout",
+                        FailureReason.TIMEOUT,
                         f"the answer is stuck: {self._received} bytes in {self._window:g} s (an unfinished answer "
                         f"must bring at least {MIN_PROGRESS_BYTES} bytes in read_timeout_seconds)",
                     )
@@ -254,12 +240,12 @@ class FeedClient:
             message = self._scrub(f"the feed answered with something else than rows: {exc}")
             raise FeedError(exc.reason, message) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise FeedError("timeout", "the feed did not answer in time") from None
+            raise FeedError(FailureReason.TIMEOUT, "the feed did not answer in time") from None
         except aiohttp.ClientPayloadError as exc:
-            raise FeedError("truncated", f"the answer was cut off: {type(exc).__name__}") from None
+            raise FeedError(FailureReason.TRUNCATED, f"the answer was cut off: {type(exc).__name__}") from None
         except (aiohttp.ClientError, OSError) as exc:
             # str(exc) of a connection error names the host and port, never the form body.
-            raise FeedError("connection", self._scrub(f"cannot reach the feed: {exc}")) from None
+            raise FeedError(FailureReason.CONNECTION, self._scrub(f"cannot reach the feed: {exc}")) from None
 
     async def _check_status(self, response: FeedResponse) -> None:
         if response.status == 200:
@@ -267,16 +253,18 @@ class FeedClient:
         snippet = self._scrub(describe_body(await response.read(200)))
         if response.status in (401, 403):
             raise FeedAuthError(
-                "auth",
+                FailureReason.AUTH,
                 f"the feed refused login {self.settings.login!r} (HTTP {response.status}, {snippet}); "
                 "check the login and the password secret",
             )
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         if response.status == 429:
             raise FeedError(
-                "rate_limited", f"the feed asked to slow down (HTTP 429, {snippet})", retry_after=retry_after
+                FailureReason.RATE_LIMITED,
+                f"the feed asked to slow down (HTTP 429, {snippet})",
+                retry_after=retry_after,
             )
-        reason = "http_5xx" if response.status >= 500 else "http_4xx"
+        reason = FailureReason.HTTP_5XX if response.status >= 500 else FailureReason.HTTP_4XX
         raise FeedError(reason, f"the feed answered HTTP {response.status}: {snippet}", retry_after=retry_after)
 
     def _scrub(self, text: str) -> str:
@@ -290,3 +278,29 @@ class FeedClient:
 
     async def close(self) -> None:
         await self._transport.close()
+
+
+class HttpSource:
+    """The billing feed web service: one query from the stored highest ID, its answer in ID order, in chunks."""
+
+    def __init__(self, client: FeedClient, chunk_rows: int, events: SourceEvents | None = None) -> None:
+        self.client = client
+        self._chunk_rows = chunk_rows
+        self._events = events
+
+    @classmethod
+    def open(cls, feed: FeedSettings, context: SourceContext) -> HttpSource:
+        transport = context.transport_factory(feed) if context.transport_factory else None
+        return cls(FeedClient(feed, transport, context.space), feed.max_rows_per_transaction, context.events)
+
+    def _on_run(self, rows: int, disk_bytes: int) -> None:
+        if self._events is not None:
+            self._events.answer_sorting(self.client.settings.name, rows=rows, disk_bytes=disk_bytes)
+
+    async def batches(self, state: StoredOffset) -> AsyncGenerator[Batch, None]:
+        chunks = self.client.ordered_chunks(state.last_id, chunk_rows=self._chunk_rows, on_run=self._on_run)
+        async for chunk in chunks:
+            yield Batch(chunk.rows, dropped_seen=chunk.dropped_seen, dropped_duplicate=chunk.dropped_duplicate)
+
+    async def close(self) -> None:
+        await self.client.close()

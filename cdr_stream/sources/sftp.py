@@ -21,13 +21,21 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from cdr_stream.answers.order import OrderedRows, SpillError, TempSpace, ordered_rows
-from cdr_stream.answers.parse import AnswerFormatError, answer_row_chunks
+from cdr_stream.answers.order import OrderedRows, TempSpace, ordered_rows
+from cdr_stream.answers.parse import answer_row_chunks
 from cdr_stream.config import FeedSettings, SftpSettings
+from cdr_stream.errors import (
+    AnswerFormatError,
+    FailureReason,
+    FeedAuthError,
+    FeedError,
+    FeedRefused,
+    FileAnomaly,
+    SpillError,
+)
 from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition, StoredOffset
-from cdr_stream.pipeline.poller import Batch, PollObserver
+from cdr_stream.sources.base import Batch, SourceContext, SourceEvents
 from cdr_stream.sources.files import (
-    NOT_CDR_FILE,
     Anomaly,
     Plan,
     RemoteFile,
@@ -37,17 +45,10 @@ from cdr_stream.sources.files import (
     not_cdr_files,
     plan,
 )
-from cdr_stream.sources.http import FeedAuthError, FeedError
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-class SftpRefused(FeedError):
-    """A failure a retry cannot fix (an unknown host key, an unreadable private key): a person must look."""
-
-    retryable = False
 
 
 class SftpSource:
@@ -56,7 +57,7 @@ class SftpSource:
     def __init__(
         self,
         feed: FeedSettings,
-        observer: PollObserver,
+        observer: SourceEvents,
         *,
         clock: Callable[[], float] = time.monotonic,
         space: TempSpace | None = None,
@@ -83,31 +84,38 @@ class SftpSource:
         except FeedError:
             raise
         except asyncssh.HostKeyNotVerifiable:
-            raise SftpRefused(
-                "host_key",
+            raise FeedRefused(
+                FailureReason.HOST_KEY,
                 f"the SFTP server {self._where} presented a host key that known_hosts_file "
                 f"{str(self._settings.known_hosts_file)!r} does not hold for it; refusing to connect. Check the "
                 "server's key fingerprint with the provider before changing known_hosts_file",
             ) from None
         except asyncssh.PermissionDenied:
             raise FeedAuthError(
-                "auth",
+                FailureReason.AUTH,
                 f"the SFTP server {self._where} refused user {self._settings.username!r}; "
                 "check the password or the private key",
             ) from None
         except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
-            raise SftpRefused(
-                "private_key", self._scrub(f"private_key_file cannot be used: {exc}; check it and its passphrase")
+            raise FeedRefused(
+                FailureReason.PRIVATE_KEY,
+                self._scrub(f"private_key_file cannot be used: {exc}; check it and its passphrase"),
             ) from None
         except asyncssh.SFTPError as exc:
-            raise FeedError("sftp", self._scrub(f"the SFTP server {self._where} answered: {exc.reason}")) from None
+            raise FeedError(
+                FailureReason.SFTP, self._scrub(f"the SFTP server {self._where} answered: {exc.reason}")
+            ) from None
         except (asyncssh.Error, OSError) as exc:
             message = str(exc) or type(exc).__name__
             raise FeedError(
-                "connection", self._scrub(f"cannot reach the SFTP server {self._where}: {message}")
+                FailureReason.CONNECTION, self._scrub(f"cannot reach the SFTP server {self._where}: {message}")
             ) from None
         except TimeoutError:
-            raise FeedError("timeout", f"the SFTP server {self._where} did not answer in time") from None
+            raise FeedError(FailureReason.TIMEOUT, f"the SFTP server {self._where} did not answer in time") from None
+
+    @classmethod
+    def open(cls, feed: FeedSettings, context: SourceContext) -> SftpSource:
+        return cls(feed, context.events, space=context.space)
 
     @property
     def _where(self) -> str:
@@ -156,7 +164,7 @@ class SftpSource:
             self._report_once(
                 Anomaly(
                     name,
-                    NOT_CDR_FILE,
+                    FileAnomaly.NOT_CDR_FILE,
                     f"file {name} in {self._settings.directory} is not collected: its name does not match "
                     "file_pattern (a CDR file's name carries the date of its period)",
                 )
@@ -244,7 +252,9 @@ class SftpSource:
         async with await self._timed(sftp.open(path, "rb")) as handle:
             attrs = await self._timed(handle.stat())
             if FileMark(int(attrs.size or 0), int(attrs.mtime or 0)) != remote.mark:
-                raise FeedError("file_changed", f"file {remote.name} changed between its listing and its opening")
+                raise FeedError(
+                    FailureReason.FILE_CHANGED, f"file {remote.name} changed between its listing and its opening"
+                )
             ordered = ordered_rows(
                 self._file_rows(handle, remote),
                 floor=0,  # the poller drops what is at or below the feed's offset
@@ -289,7 +299,7 @@ class SftpSource:
             ) from None
         if received != remote.mark.size:
             raise FeedError(
-                "file_changed",
+                FailureReason.FILE_CHANGED,
                 f"file {remote.name} changed while it was read ({received} bytes read, {remote.mark.size} listed)",
             )
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.kafka.readback import TopicMissingError
+from cdr_stream.errors import TopicMissingError
 from cdr_stream.ops.checker import CheckResult, IdRange
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (

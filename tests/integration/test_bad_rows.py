@@ -14,7 +14,8 @@ import pytest
 
 from cdr_stream.config import FeedSettings, KafkaSettings, Settings, TopicSettings, parse_settings
 from cdr_stream.connector import Connector
-from cdr_stream.records.processor import RULE_INVALID_VALUE, usable_id
+from cdr_stream.errors import DeadLetterRule
+from cdr_stream.records.processor import usable_id
 from cdr_stream.sources.http import FeedResponse
 from tests.integration.support import FEED, PASSWORD, Published, read_published, wait_for
 from tests.properties import EVENT_VALIDATOR
@@ -84,7 +85,7 @@ async def test_a_call_from_the_future_is_dead_lettered_and_the_feed_moves_on(
     published = await run_to(feed, 3, kafka, topics)
     assert published.event_ids() == [1, 3]
     (letter,) = [orjson.loads(record.value) for record in published.dead_letters]
-    assert (letter["id"], letter["rule"], letter["field"]) == (2, RULE_INVALID_VALUE, "UTCDateTime")
+    assert (letter["id"], letter["rule"], letter["field"]) == (2, DeadLetterRule.INVALID_VALUE, "UTCDateTime")
     assert "ahead of this host's clock" in letter["reason"]
 
 
@@ -112,4 +113,4 @@ async def test_records_with_unreadable_descriptive_values_or_no_numbers_are_publ
     assert events[4]["free_units_used"] == 1.5
     assert all("unreadable" not in events[i] for i in (2, 3, 4))
     (letter,) = [orjson.loads(record.value) for record in published.dead_letters]
-    assert (letter["id"], letter["rule"], letter["field"]) == (5, RULE_INVALID_VALUE, "UTCDateTime")
+    assert (letter["id"], letter["rule"], letter["field"]) == (5, DeadLetterRule.INVALID_VALUE, "UTCDateTime")

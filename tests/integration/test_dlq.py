@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
+from cdr_stream.errors import DeadLetterRule
 from cdr_stream.kafka.state import read_offsets, read_state
 from cdr_stream.kafka.topics import prepare_topics
 from cdr_stream.kafka.writer import TransactionalWriter
@@ -23,7 +24,6 @@ from cdr_stream.records.processor import (
     HEADER_FEED,
     HEADER_REPLAY,
     HEADER_REPLAY_SOURCE,
-    RULE_NOT_AN_OBJECT,
     ProcessedChunk,
     RecordProcessor,
     Rejection,
@@ -97,7 +97,7 @@ def old_version_chunks() -> tuple[list[ProcessedChunk], set[int], Counter[str]]:
                 assert not isinstance(event, Rejection)
                 chunk.events.append(event)
         chunks.append(chunk)
-    not_an_object = Rejection(RULE_NOT_AN_OBJECT, None, "row is not a JSON object")
+    not_an_object = Rejection(DeadLetterRule.NOT_AN_OBJECT, None, "row is not a JSON object")
     chunks[0].dead_letters.append(processor._dead_letter(None, ["not", "an", "object"], not_an_object))
     assert len(failing) == 2 and sum(failing.values()) == 36
     return chunks, acceptable, failing

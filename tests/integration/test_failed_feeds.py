@@ -28,7 +28,8 @@ from cdr_stream.kafka.presence import running_members
 from cdr_stream.ops.checker import IdRange, check_feed
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.progress import ProgressLog
-from cdr_stream.pipeline.poller import RIVAL_CHECK_SECONDS, ObserverGroup
+from cdr_stream.pipeline.observer import ObserverGroup
+from cdr_stream.pipeline.poller import RIVAL_CHECK_SECONDS
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import ConnectorProcess, settings_for, wait_for, write_config
 

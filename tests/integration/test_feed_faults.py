@@ -23,8 +23,8 @@ import orjson
 import pytest
 
 from cdr_stream.config import KafkaSettings, TopicSettings
+from cdr_stream.errors import DeadLetterRule
 from cdr_stream.ops.checker import CheckResult, IdRange
-from cdr_stream.records.processor import RULE_TOO_LARGE
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     PASSWORD,
@@ -217,7 +217,7 @@ async def test_rows_too_large_for_kafka_are_dead_lettered_not_retried_for_ever(
     published = await read_published(kafka, topics)
     letters = {value["id"]: value for value in map(orjson.loads, (r.value for r in published.dead_letters))}
     assert set(letters) == {400, 800, 1200}
-    assert {letter["rule"] for letter in letters.values()} == {RULE_TOO_LARGE}
+    assert {letter["rule"] for letter in letters.values()} == {DeadLetterRule.TOO_LARGE}
     assert all(letter["field"] == "Notes" and letter["raw_truncated"] for letter in letters.values())
     assert result.dead_letters == 3
 

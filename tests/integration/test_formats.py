@@ -10,10 +10,8 @@ import pytest
 
 from cdr_stream.answers.formats import AnswerFormat
 from cdr_stream.config import KafkaSettings
+from cdr_stream.errors import DeadLetterRule
 from cdr_stream.records.processor import (
-    RULE_INVALID_FIELD,
-    RULE_INVALID_VALUE,
-    RULE_MISSING_FIELD,
     Event,
     RecordProcessor,
 )
@@ -89,7 +87,7 @@ async def test_every_format_gives_the_same_events_and_dead_letters(kafka: KafkaS
     reference_rules = dead_letter_rules(published["json", "number"])
     assert len(reference) + len(reference_rules) == config.records
     rules = {rule for rule, _ in reference_rules.values()}
-    assert {RULE_MISSING_FIELD, RULE_INVALID_FIELD, RULE_INVALID_VALUE} <= rules
+    assert {DeadLetterRule.MISSING_FIELD, DeadLetterRule.INVALID_FIELD, DeadLetterRule.INVALID_VALUE} <= rules
     check_php_forms_were_read(published["json", "number"], quirks)
     for (fmt, numbers_as), output in published.items():
         events = events_by_id(output)
@@ -99,7 +97,7 @@ async def test_every_format_gives_the_same_events_and_dead_letters(kafka: KafkaS
         if fmt != "json":
             # A text row cannot leave a field out, only leave it empty: what JSON omits is an invalid value.
             expected_rules = {
-                row_id: (RULE_INVALID_FIELD if rule == RULE_MISSING_FIELD else rule, field)
+                row_id: (DeadLetterRule.INVALID_FIELD if rule == DeadLetterRule.MISSING_FIELD else rule, field)
                 for row_id, (rule, field) in reference_rules.items()
             }
         assert dead_letter_rules(output) == expected_rules, f"{fmt}/{numbers_as} dead letters differ"

@@ -131,7 +131,7 @@ async def test_credentials_travel_only_in_post_bodies(kafka: KafkaSettings, topi
 async def test_an_existing_state_topic_without_compaction_is_refused(
     kafka: KafkaSettings, topics: TopicSettings
 ) -> None:
-    from cdr_stream.kafka.topics import TopicSetupError
+    from cdr_stream.errors import TopicSetupError
 
     await create_topic(kafka, topics.state, {"cleanup.policy": "delete"})
     async with FeedSimulator(SimulatorConfig(password=PASSWORD, records=5)) as sim:

@@ -15,7 +15,7 @@ import pytest
 
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.connector import Connector
-from cdr_stream.kafka.clients import KafkaAuthenticationError
+from cdr_stream.errors import KafkaAuthenticationError
 from cdr_stream.ops.checker import IdSet
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.conftest import BROKER

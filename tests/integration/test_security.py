@@ -15,12 +15,13 @@ import pytest
 from aiohttp import web
 
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
-from cdr_stream.connector import Connector, ConnectorError
+from cdr_stream.connector import Connector
+from cdr_stream.errors import ConnectorError
 from cdr_stream.ops.checker import IdSet
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.metrics import ConnectorMetrics
 from cdr_stream.ops.progress import ProgressLog
-from cdr_stream.pipeline.poller import ObserverGroup
+from cdr_stream.pipeline.observer import ObserverGroup
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     PASSWORD,

@@ -13,12 +13,13 @@ import orjson
 import pytest
 
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings, parse_settings
-from cdr_stream.connector import Connector, ConnectorError
+from cdr_stream.connector import Connector
+from cdr_stream.errors import ConnectorError
 from cdr_stream.kafka.state import StoredOffset, read_offsets
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.metrics import ConnectorMetrics
 from cdr_stream.ops.progress import ProgressLog
-from cdr_stream.pipeline.poller import ObserverGroup
+from cdr_stream.pipeline.observer import ObserverGroup
 from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import CdrFile, Period, write_cdr_files
