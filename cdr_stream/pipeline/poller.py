@@ -72,6 +72,7 @@ class FeedPoller:
         rivals: RivalCheck | None = None,
         failure_policy: FailurePolicy | None = None,
         open_source: OpenSource | None = None,
+        rival_check_seconds: float = RIVAL_CHECK_SECONDS,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -82,7 +83,8 @@ class FeedPoller:
         #: What Kafka holds for this feed; None until read, and again after any doubt about it.
         self.state: StoredOffset | None = None
         self._rivals = rivals
-        self._next_rival_check = time.monotonic() + RIVAL_CHECK_SECONDS
+        self._rival_check_seconds = rival_check_seconds
+        self._next_rival_check = time.monotonic() + rival_check_seconds
         self._policy = failure_policy or FailurePolicy()
         self._open_source = open_source
         backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
@@ -164,7 +166,7 @@ class FeedPoller:
         deadline = time.monotonic() + seconds
         while not stopping.is_set() and (left := deadline - time.monotonic()) > 0:
             if self._rivals is not None and time.monotonic() >= self._next_rival_check:
-                self._next_rival_check = time.monotonic() + RIVAL_CHECK_SECONDS
+                self._next_rival_check = time.monotonic() + self._rival_check_seconds
                 state = self.state
                 if self.writer.started and state is not None and await self._rivals():
                     try:
