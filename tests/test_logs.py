@@ -4,7 +4,10 @@ flood of repeated client errors while Kafka is away."""
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import logging
+from urllib.parse import quote_plus
 
 import orjson
 import pytest
@@ -56,6 +59,21 @@ def test_every_secret_is_redacted_in_message_fields_and_tracebacks(formatter: lo
     line = formatter.format(_record("echo %s", SECRET, exc=error, body=f"password={SECRET}"))
     assert SECRET not in line
     assert line.count(REDACTED) >= 3
+
+
+ESCAPED_SECRET = 'Sw0rd fish"<&>'
+ESCAPED_FORMS = {
+    "url": quote_plus(ESCAPED_SECRET),
+    "json": json.dumps(ESCAPED_SECRET)[1:-1],
+    "html": html.escape(ESCAPED_SECRET),
+}
+
+
+@pytest.mark.parametrize("formatter_type", [JsonFormatter, TextFormatter])
+@pytest.mark.parametrize("form", ESCAPED_FORMS.values(), ids=ESCAPED_FORMS.keys())
+def test_a_secret_is_redacted_in_its_escaped_forms_too(formatter_type: type[TextFormatter], form: str) -> None:
+    line = formatter_type([ESCAPED_SECRET]).format(_record("the feed answered: password=%s", form))
+    assert form not in line and REDACTED in line
 
 
 def test_configure_logging_auto_is_json_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:

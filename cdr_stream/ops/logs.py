@@ -1,8 +1,8 @@
 """Logging setup: one line per event, as JSON (for log collectors) or text (for people at a terminal).
 
 Structured fields a record carries in `extra` (feed, IDs, durations...) become JSON keys, or `key=value`
-pairs after a text line. Every configured secret is replaced by `***` in the final line, whatever logger
-(ours, aiohttp's, aiokafka's) produced it.
+pairs after a text line. Every configured secret, in every form it may show in (ops/secrets.py), is replaced by
+`***` in the final line, whatever logger (ours, aiohttp's, aiokafka's) produced it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from typing import Any, Literal
 import orjson
 from aiokafka.errors import KafkaError
 
+from cdr_stream.ops.secrets import REDACTED as REDACTED  # pipeline/dlq.py imports it from here
+from cdr_stream.ops.secrets import SecretMask
+
 LogFormat = Literal["auto", "json", "text"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-REDACTED = "***"
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
@@ -31,16 +33,13 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
 class _Redacting(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = (), fmt: str | None = None) -> None:
         super().__init__(fmt)
-        # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._mask = SecretMask(secrets)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted(set(self._secrets) | {secret for secret in secrets if secret}, key=len, reverse=True)
+        self._mask.add(secrets)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._mask(text)
 
 
 class TextFormatter(_Redacting):
@@ -67,8 +66,9 @@ class JsonFormatter(_Redacting):
             entry.setdefault(key, value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        line = orjson.dumps(entry, default=str).decode()
-        return self.redact(line)
+        # Masked before encoding too: JSON would escape an escaped form again, out of the mask's reach.
+        entry = {key: self.redact(value) if isinstance(value, str) else value for key, value in entry.items()}
+        return self.redact(orjson.dumps(entry, default=str).decode())
 
 
 class RepeatFilter(logging.Filter):

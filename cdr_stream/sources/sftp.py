@@ -25,6 +25,7 @@ from cdr_stream.answers.order import OrderedRows, SpillError, TempSpace, ordered
 from cdr_stream.answers.parse import AnswerFormatError, answer_row_chunks
 from cdr_stream.config import FeedSettings, SftpSettings
 from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition, StoredOffset
+from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.pipeline.poller import Batch, PollObserver
 from cdr_stream.sources.files import (
     NOT_CDR_FILE,
@@ -114,10 +115,7 @@ class SftpSource:
         return f"{self._settings.host}:{self._settings.port}"
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._settings.password_secret, self._settings.passphrase_secret):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return SecretMask(s for s in (self._settings.password_secret, self._settings.passphrase_secret) if s)(text)
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[asyncssh.SFTPClient]:
