@@ -20,6 +20,11 @@ from cdr_stream.config import KafkaSettings
 from cdr_stream.kafka.readback import TopicMissingError, committed_records
 
 
+def utc_now_stamp() -> str:
+    """Now, as the state topic's values record a commit's time: UTC to the millisecond, `...T12:00:00.000Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class StateReadError(Exception):
     """The state topic could not be read to its end."""
 
@@ -108,8 +113,7 @@ class StoredOffset:
 
     @classmethod
     def now(cls, feed: str, last_id: int, files: FilesPosition | None = None) -> StoredOffset:
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return cls(feed, last_id, stamp, files)
+        return cls(feed, last_id, utc_now_stamp(), files)
 
 
 def is_offset_key(key: str) -> bool:
