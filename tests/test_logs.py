@@ -45,9 +45,27 @@ def test_json_lines_carry_the_structured_fields() -> None:
     assert entry["time"].endswith("+00:00")
 
 
-def test_text_lines_append_the_fields() -> None:
+def test_text_lines_append_only_the_fields_the_message_does_not_show() -> None:
     line = TextFormatter().format(_record("feed %s committed", "east", feed="east", last_id=42))
-    assert "WARNING aiokafka.conn: feed east committed feed=east last_id=42" in line
+    assert line.endswith("WARNING aiokafka.conn: feed east committed last_id=42")
+
+
+@pytest.mark.parametrize(
+    ("message", "value", "said"),
+    [
+        ("IDs 1..1000: done", 1000, True),
+        ("IDs 1..1000: done", 1, True),
+        ("IDs 1..1000: done", 100, False),
+        ("in 0.0123 s", 0.0123, True),
+        ("in 0.0123 s", 123, False),
+        ("in 0.0123 s", 0, False),
+        ("feed east-2 failed", "east", False),
+        ("feed east-2 failed", "east-2", True),
+    ],
+)
+def test_a_field_is_said_only_when_the_message_shows_its_value_whole(message: str, value: object, said: bool) -> None:
+    line = TextFormatter().format(_record(message, field=value))
+    assert line.endswith(message) is said
 
 
 @pytest.mark.parametrize("formatter", [JsonFormatter([SECRET]), TextFormatter([SECRET])])

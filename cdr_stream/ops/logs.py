@@ -1,14 +1,16 @@
 """Logging setup: one line per event, as JSON (for log collectors) or text (for people at a terminal).
 
-Structured fields a record carries in `extra` (feed, IDs, durations...) become JSON keys, or `key=value`
-pairs after a text line. Every configured secret, in every form it may show in (ops/secrets.py), is replaced by
-`***` in the final line, whatever logger (ours, aiohttp's, aiokafka's) produced it.
+Structured fields a record carries in `extra` (feed, IDs, durations...) become JSON keys; a text line
+adds as `key=value` only those its message does not already show. Every configured secret, in every form
+it may show in (ops/secrets.py), is replaced by `***` in the final line, whatever logger (ours, aiohttp's,
+aiokafka's) produced it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -42,15 +44,23 @@ class _Redacting(logging.Formatter):
         return self._mask(text)
 
 
+def _says(message: str, value: object) -> bool:
+    """Whether the message shows this value whole: `1000` is in "IDs 1..1000:", not in "10000" or "0.1000"."""
+    text = str(value)
+    return bool(text) and re.search(rf"(?<![\w-])(?<!\d\.){re.escape(text)}(?![\w-]|\.\d)", message) is not None
+
+
 class TextFormatter(_Redacting):
+    """A line for a person: the message, then only the fields whose value it does not already show."""
+
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__(secrets, "%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = _extras(record)
-        if extras:
-            line += " " + " ".join(f"{key}={value}" for key, value in extras.items())
+        unsaid = {key: value for key, value in _extras(record).items() if not _says(record.message, value)}
+        if unsaid:
+            line += " " + " ".join(f"{key}={value}" for key, value in unsaid.items())
         return self.redact(line)
 
 
