@@ -1,17 +1,18 @@
-"""The SFTP source's parts that need no server; tests/integration/test_sftp.py runs it against a real sshd."""
+"""The SFTP source against asyncssh's SFTP server in this process; tests/integration/test_sftp.py runs it
+against a real OpenSSH server and the broker."""
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote_plus
 
 import asyncssh
-import orjson
 import pytest
 
-from cdr_stream.answers.parse import answer_row_chunks
 from cdr_stream.config import parse_settings
 from cdr_stream.kafka.state import StoredOffset
 from cdr_stream.ops.progress import ProgressLog
@@ -21,34 +22,6 @@ from cdr_stream.sources.http import FeedError
 from cdr_stream.sources.sftp import SftpSource
 from tests.rows import FILE_FORMATS
 
-
-@pytest.mark.parametrize("fmt", FILE_FORMATS)
-async def test_a_file_is_parsed_in_its_format_in_chunks(tmp_path: Path, fmt: str) -> None:
-    generator = FeedGenerator(GeneratorConfig(seed=2, window_days=1.0, span_records=250))
-    (file,) = write_cdr_files(tmp_path, generator, range(1, 251), fmt=fmt, period="daily")
-    content = file.path.read_bytes()
-    position = 0
-
-    async def read(size: int) -> bytes:
-        nonlocal position
-        piece = content[position : position + min(size, 1000)]  # small reads, as over a slow link
-        position += len(piece)
-        return piece
-
-    chunks = [chunk async for chunk in answer_row_chunks(read, fmt=fmt, chunk_rows=100)]
-    assert [len(chunk) for chunk in chunks] == [100, 100, 50]
-    rows = [row for chunk in chunks for row in chunk]
-    expected = orjson.loads(orjson.dumps([generator.row(i) for i in range(1, 251)], default=str))
-    assert [str(row["ID"]) for row in rows] == [str(row["ID"]) for row in expected]
-    assert [str(row["AccountCode"]) for row in rows] == [row["AccountCode"] for row in expected]
-
-
-def test_a_web_service_feed_is_no_sftp_source() -> None:
-    settings = parse_settings({"feeds": [{"name": "f", "url": "http://h/f.php", "login": "l", "password": "p"}]}, {})
-    with pytest.raises(ValueError, match="no sftp settings"):
-        SftpSource(settings.feeds[0], ProgressLog())
-
-
 SECRET = 'Sw0rd fish"<&>'
 ESCAPED_FORMS = {
     "plain": SECRET,
@@ -56,6 +29,73 @@ ESCAPED_FORMS = {
     "json": json.dumps(SECRET)[1:-1],
     "html": html.escape(SECRET),
 }
+
+
+class _PasswordServer(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        return (username, password) == ("812", SECRET)
+
+
+@asynccontextmanager
+async def sftp_server(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
+    """asyncssh's own SFTP server in this process (the integration tests use OpenSSH): its port and a
+    known_hosts file that holds its key."""
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.create_server(
+        _PasswordServer, "127.0.0.1", 0, server_host_keys=[host_key], sftp_factory=True
+    )
+    port = server.sockets[0].getsockname()[1]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key.export_public_key().decode()}")
+    try:
+        yield port, known_hosts
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+async def test_a_file_is_collected_in_its_format_in_transactions_of_the_configured_size(
+    tmp_path: Path, fmt: str
+) -> None:
+    directory = tmp_path / "cdr"
+    directory.mkdir()
+    generator = FeedGenerator(GeneratorConfig(seed=2, window_days=1.0, span_records=250))
+    (file,) = write_cdr_files(directory, generator, range(1, 251), fmt=fmt, period="daily")
+    async with sftp_server(tmp_path) as (port, known_hosts):
+        sftp = {
+            "host": "127.0.0.1",
+            "port": port,
+            "username": "812",
+            "password": SECRET,
+            "known_hosts_file": str(known_hosts),
+            "directory": str(directory),
+            "settle_seconds": 0,
+        }
+        feed = {"name": "f", "source": "sftp", "format": fmt, "max_rows_per_transaction": 100, "sftp": sftp}
+        source = SftpSource(parse_settings({"feeds": [feed]}, {}).feeds[0], ProgressLog())
+        batches = [batch async for batch in source.batches(StoredOffset("f", 0))]
+    assert [len(batch.rows) for batch in batches] == [100, 100, 50]
+    assert [str(row["ID"]) for batch in batches for row in batch.rows] == [str(i) for i in range(1, 251)]
+    positions = [batch.files for batch in batches]
+    assert [position.current.rows if position and position.current else None for position in positions] == [
+        100,
+        200,
+        None,
+    ]
+    assert positions[-1] is not None and list(positions[-1].done) == [file.path.name]
+
+
+def test_a_web_service_feed_is_no_sftp_source() -> None:
+    settings = parse_settings({"feeds": [{"name": "f", "url": "http://h/f.php", "login": "l", "password": "p"}]}, {})
+    with pytest.raises(ValueError, match="no sftp settings"):
+        SftpSource(settings.feeds[0], ProgressLog())
 
 
 @pytest.mark.parametrize("escaped", ESCAPED_FORMS.values(), ids=ESCAPED_FORMS.keys())
