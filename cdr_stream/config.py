@@ -25,8 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from cdr_stream.answers.formats import AnswerFormat
+from cdr_stream.answers.formats import ANSWER_FORMATS, AnswerFormat
 from cdr_stream.errors import ConfigError
+from cdr_stream.ops.logs import LogFormat
 from cdr_stream.sources.base import SourceName
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # A CDR file's name carries the start of its period: a day (YYYYMMDD, YYYY-MM-DD or YYYY_MM_DD), an hour
 # or a 20-minute slot (HH or HHMM after it, HH and MM apart or not).
 DEFAULT_FILE_PATTERN = (
-    r".*?(?P<stamp>\d{4}(?P<sep>[-_]?)\d{2}(?P=sep)\d{2}(?:[_T-]?\d{2}(?:[-_]?\d{2})?)?)\.(?:csv|txt|pipe|json)"
+    r".*?(?P<stamp>\d{4}(?P<sep>[-_]?)\d{2}(?P=sep)\d{2}(?:[_T-]?\d{2}(?:[-_]?\d{2})?)?)"
+    rf"\.(?:{'|'.join(ANSWER_FORMATS)})"
 )
 # Settings of the web service that mean nothing to a feed collected over SFTP.
 _HTTP_ONLY = ("url", "login", "password", "password_env", "password_file", "callsonly", "servicesonly", "ca_file")
@@ -159,7 +161,8 @@ class FeedSettings(_Model):
     password_file: Path | None = Field(default=None, description="path of a file holding the password")
     format: AnswerFormat = Field(
         default="json",
-        description="the answer format to ask for: json, csv, txt (tab) or pipe; all give the same events",
+        description=f"the answer format to ask for: {', '.join(ANSWER_FORMATS)} (txt: tab-separated); all give "
+        "the same events",
     )
     callsonly: bool = Field(default=False, description="send callsonly=1 (calls only, no service fees)")
     servicesonly: bool = Field(default=False, description="send servicesonly=1 (service fees only)")
@@ -346,7 +349,7 @@ class Settings(_Model):
     shutdown_timeout_seconds: float = Field(
         default=8.0, gt=0, description="seconds to finish the page in flight on SIGTERM before aborting it"
     )
-    log_format: Literal["auto", "json", "text"] = Field(
+    log_format: LogFormat = Field(
         default="auto", description="json lines, text, or auto: text on a terminal, json otherwise"
     )
     # A pod must answer the kubelet and Prometheus on its own IP, hence every interface by default.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdr_stream.answers.formats import ANSWER_FORMATS
+
 # The formats the SFTP source's tests run in, once each.
-FILE_FORMATS = ["json", "csv", "txt", "pipe"]
+FILE_FORMATS = ANSWER_FORMATS
 
 
 def feed_row(row_id: int = 1, **changes: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from datetime import datetime
 
 import pytest
 
+from cdr_stream.answers.formats import ANSWER_FORMATS
 from cdr_stream.config import DEFAULT_FILE_PATTERN
 from cdr_stream.errors import FileAnomaly
 from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition
@@ -179,3 +180,8 @@ def test_with_no_settle_time_a_file_still_needs_a_second_listing() -> None:
     assert settle.wait_needed(remote, now=0.0) == 0.0
     settle.observe([remote], now=0.0)
     assert settle.wait_needed(remote, now=0.0) is None
+
+
+@pytest.mark.parametrize("fmt", ANSWER_FORMATS)
+def test_a_file_in_every_answer_format_is_a_cdr_file_by_default(fmt: str) -> None:
+    assert [file.name for file in listed(f"cdr_20240405.{fmt}", "cdr_20240405.xml")] == [f"cdr_20240405.{fmt}"]

@@ -15,6 +15,7 @@ import pytest
 from cdr_stream.errors import DeadLetterRule
 from cdr_stream.kafka.state import is_offset_key
 from cdr_stream.ops.checker import IdSet
+from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.pipeline.dlq import (
     SKIP_NO_ID,
     SKIP_NOT_AN_OBJECT,
@@ -27,7 +28,6 @@ from cdr_stream.pipeline.dlq import (
     StoredDeadLetter,
     decode_dead_letter,
     latest_per_id,
-    mask,
     replay_chunk,
 )
 from cdr_stream.records.processor import (
@@ -105,7 +105,7 @@ def test_what_cannot_be_replayed_says_why() -> None:
 
 def test_mask_hides_every_form_of_a_secret() -> None:
     text = f"a {SECRET} b {quote_plus(SECRET)} c {orjson.dumps(SECRET).decode()}"
-    masked = mask(text, [SECRET])
+    masked = SecretMask([SECRET])(text)
     assert masked == 'a *** b *** c "***"'
 
 

@@ -57,12 +57,18 @@ async def test_a_taken_port_is_a_clear_error_naming_the_setting() -> None:
             await Endpoints(ConnectorMetrics(["east"], health), health, "127.0.0.1", port).start()
 
 
-async def test_stop_is_safe_twice() -> None:
+async def test_stop_frees_the_port_and_is_safe_twice() -> None:
     health = FeedHealth(SETTINGS)
     endpoints = Endpoints(ConnectorMetrics(["east"], health), health, "127.0.0.1", 0)
     await endpoints.start()
+    assert (await _get(endpoints.port, "/healthz"))[0] == 200
     await endpoints.stop()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await _get(endpoints.port, "/healthz")
     await endpoints.stop()
+    # The port is free for the next connector process: another set of endpoints serves on it.
+    async with Endpoints(ConnectorMetrics(["east"], health), health, "127.0.0.1", endpoints.port) as again:
+        assert (await _get(again.port, "/healthz"))[0] == 200
 
 
 async def test_status_serves_each_feed_state_as_json_without_secrets() -> None:

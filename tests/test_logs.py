@@ -4,14 +4,16 @@ flood of repeated client errors while Kafka is away."""
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import logging
+from urllib.parse import quote_plus
 
 import orjson
 import pytest
 from aiokafka.errors import ProducerFenced
 
 from cdr_stream.ops.logs import (
-    REDACTED,
     JsonFormatter,
     RepeatFilter,
     TextFormatter,
@@ -20,6 +22,7 @@ from cdr_stream.ops.logs import (
     quiet_abandoned_kafka_futures,
     redact_also,
 )
+from cdr_stream.ops.secrets import REDACTED
 
 SECRET = "Sw0rdfish-99"
 
@@ -42,9 +45,27 @@ def test_json_lines_carry_the_structured_fields() -> None:
     assert entry["time"].endswith("+00:00")
 
 
-def test_text_lines_append_the_fields() -> None:
+def test_text_lines_append_only_the_fields_the_message_does_not_show() -> None:
     line = TextFormatter().format(_record("feed %s committed", "east", feed="east", last_id=42))
-    assert "WARNING aiokafka.conn: feed east committed feed=east last_id=42" in line
+    assert line.endswith("WARNING aiokafka.conn: feed east committed last_id=42")
+
+
+@pytest.mark.parametrize(
+    ("message", "value", "said"),
+    [
+        ("IDs 1..1000: done", 1000, True),
+        ("IDs 1..1000: done", 1, True),
+        ("IDs 1..1000: done", 100, False),
+        ("in 0.0123 s", 0.0123, True),
+        ("in 0.0123 s", 123, False),
+        ("in 0.0123 s", 0, False),
+        ("feed east-2 failed", "east", False),
+        ("feed east-2 failed", "east-2", True),
+    ],
+)
+def test_a_field_is_said_only_when_the_message_shows_its_value_whole(message: str, value: object, said: bool) -> None:
+    line = TextFormatter().format(_record(message, field=value))
+    assert line.endswith(message) is said
 
 
 @pytest.mark.parametrize("formatter", [JsonFormatter([SECRET]), TextFormatter([SECRET])])
@@ -56,6 +77,21 @@ def test_every_secret_is_redacted_in_message_fields_and_tracebacks(formatter: lo
     line = formatter.format(_record("echo %s", SECRET, exc=error, body=f"password={SECRET}"))
     assert SECRET not in line
     assert line.count(REDACTED) >= 3
+
+
+ESCAPED_SECRET = 'Sw0rd fish"<&>'
+ESCAPED_FORMS = {
+    "url": quote_plus(ESCAPED_SECRET),
+    "json": json.dumps(ESCAPED_SECRET)[1:-1],
+    "html": html.escape(ESCAPED_SECRET),
+}
+
+
+@pytest.mark.parametrize("formatter_type", [JsonFormatter, TextFormatter])
+@pytest.mark.parametrize("form", ESCAPED_FORMS.values(), ids=ESCAPED_FORMS.keys())
+def test_a_secret_is_redacted_in_its_escaped_forms_too(formatter_type: type[TextFormatter], form: str) -> None:
+    line = formatter_type([ESCAPED_SECRET]).format(_record("the feed answered: password=%s", form))
+    assert form not in line and REDACTED in line
 
 
 def test_configure_logging_auto_is_json_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,14 +2,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 
 from cdr_stream.answers.parse import AnswerFormat, answer_row_chunks, json_row_chunks
 from cdr_stream.errors import AnswerFormatError
+from cdr_stream.simulator import FeedGenerator, GeneratorConfig
+from cdr_stream.simulator.files import write_cdr_files
 from tests.properties import SUITE_TALLY, check_body
+from tests.rows import FILE_FORMATS
 from tests.strategies import SUITE_SETTINGS, Body, bodies
 
 
@@ -148,3 +153,24 @@ async def test_both_paths_keep_the_answers_order_for_the_sort_that_follows() -> 
         return [[row["ID"] for row in chunk] async for chunk in chunks]
 
     assert await ids(1 << 20) == await ids(16) == [[4, 1], [5, 3], [2]]
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+async def test_a_cdr_file_is_parsed_in_its_format_in_chunks_from_small_reads(tmp_path: Path, fmt: str) -> None:
+    generator = FeedGenerator(GeneratorConfig(seed=2, window_days=1.0, span_records=250))
+    (file,) = write_cdr_files(tmp_path, generator, range(1, 251), fmt=fmt, period="daily")
+    content = file.path.read_bytes()
+    position = 0
+
+    async def read(size: int) -> bytes:
+        nonlocal position
+        piece = content[position : position + min(size, 1000)]  # small reads, as over a slow link
+        position += len(piece)
+        return piece
+
+    chunks = [chunk async for chunk in answer_row_chunks(read, fmt=fmt, chunk_rows=100)]
+    assert [len(chunk) for chunk in chunks] == [100, 100, 50]
+    rows = [row for chunk in chunks for row in chunk]
+    expected = orjson.loads(orjson.dumps([generator.row(i) for i in range(1, 251)], default=str))
+    assert [str(row["ID"]) for row in rows] == [str(row["ID"]) for row in expected]
+    assert [str(row["AccountCode"]) for row in rows] == [row["AccountCode"] for row in expected]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections import Counter
 from datetime import date
 
+import orjson
 import pytest
 
+from cdr_stream.ops.logs import JsonFormatter, TextFormatter
 from cdr_stream.ops.progress import BackfillReport, ProgressLog
 from cdr_stream.pipeline.backfill import BackfillProgress, BackfillWindow, RunIdentity
 from cdr_stream.pipeline.observer import PageReport
@@ -61,3 +64,44 @@ def test_a_commit_line_counts_the_unreadable_values(caplog: pytest.LogCaptureFix
     assert "IDs 11..20: 9 published (3 unreadable values), 1 dead-lettered" in first.getMessage()
     assert (first.__dict__["unreadable_values"], second.__dict__["unreadable_values"]) == (3, 0)
     assert report.totals["hero"].unreadable == 3
+
+
+def _lines_of_every_kind(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    caplog.set_level(logging.DEBUG, logger="cdr_stream.ops.progress")
+    report = ProgressLog()
+    report.offset_loaded("demo", 0)
+    report.page_committed("demo", PageReport(0, 1000, 986, 14, 0, 0, commit_seconds=0.01234))
+    report.poll_finished("demo", seconds=0.456789, rows=1000, advanced=True)
+    report.poll_failed("demo", reason="timeout", message="no answer in time", retry_in=4.567, consecutive=2)
+    report.feed_failed("demo", reason="auth", message="the feed refused the login", retry_in=300.0, consecutive=3)
+    report.file_anomaly("demo", name="cdr_20240405.csv", reason="renamed", message="cdr_20240405.csv was renamed")
+    return list(caplog.records)
+
+
+def test_a_text_line_says_each_figure_once(caplog: pytest.LogCaptureFixture) -> None:
+    formatter = TextFormatter()
+    after_messages = []
+    for record in _lines_of_every_kind(caplog):
+        line = formatter.format(record)
+        message = record.getMessage()
+        after = line.split(message, 1)[1]
+        for figure in re.findall(r"\d+(?:\.\d+)?", message):
+            assert not re.search(rf"=\W*{re.escape(figure)}\b", after), f"{figure} twice in {line!r}"
+        after_messages.append(after)
+    committed = after_messages[1]
+    assert committed == "", "a commit line's message says every field"
+    assert after_messages[4] == " consecutive=3", "a field the message does not say still shows"
+
+
+def test_a_json_line_keeps_every_field(caplog: pytest.LogCaptureFixture) -> None:
+    committed = _lines_of_every_kind(caplog)[1]
+    entry = orjson.loads(JsonFormatter().format(committed))
+    assert {key: entry[key] for key in ("feed", "from_id", "last_id", "published", "dead_lettered")} == {
+        "feed": "demo",
+        "from_id": 1,
+        "last_id": 1000,
+        "published": 986,
+        "dead_lettered": 14,
+    }
+    assert entry["unreadable_values"] == 0 and entry["dropped"] == 0 and entry["commit_seconds"] == 0.0123
+    assert "feed demo committed IDs 1..1000: 986 published" in entry["message"]

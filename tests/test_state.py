@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import orjson
 import pytest
 
-from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition, StoredOffset
+from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition, StoredOffset, utc_now_stamp
+
+
+def test_a_commit_is_stamped_in_utc_to_the_millisecond() -> None:
+    stamp = StoredOffset.now("hero", 1).committed_at
+    assert stamp is not None and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+    assert abs(datetime.fromisoformat(utc_now_stamp()) - datetime.now(UTC)) < timedelta(seconds=5)
 
 
 def test_a_web_service_feed_stores_exactly_the_value_it_always_did() -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 #: The answer formats the contract names: a JSON array, or a header row and rows separated by "," "\t" or "|".
 AnswerFormat = Literal["json", "csv", "txt", "pipe"]
+ANSWER_FORMATS: Final[tuple[AnswerFormat, ...]] = get_args(AnswerFormat)
 TextFormat = Literal["csv", "txt", "pipe"]
 TEXT_DELIMITERS: Final[dict[str, str]] = {"csv": ",", "txt": "\t", "pipe": "|"}
 #: Reads up to `size` bytes of a body; b"" at its end.
 Read = Callable[[int], Awaitable[bytes]]
+#: How many bytes a parser asks for at a time.
+READ_SIZE: Final = 256 * 1024
 
 
 def describe_body(body: bytes, limit: int = 80) -> str:

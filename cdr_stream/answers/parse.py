@@ -18,7 +18,7 @@ from typing import Any, Final
 import ijson
 import orjson
 
-from cdr_stream.answers.formats import AnswerFormat, Read, describe_body
+from cdr_stream.answers.formats import READ_SIZE, AnswerFormat, Read, describe_body
 from cdr_stream.answers.text import text_row_chunks
 from cdr_stream.errors import AnswerFormatError, FailureReason
 
@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 DEFAULT_BUFFER_LIMIT: Final = 8 * 1024 * 1024
-_READ_SIZE: Final = 256 * 1024
 _FIRST_NON_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 _BOM: Final = b"\xef\xbb\xbf"
 # yajl skips a vertical tab or a form feed between tokens as whitespace; JSON (and orjson) does not, and
@@ -72,7 +71,7 @@ class _PrefixedReader:
     async def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""  # ijson probes the type with read(0); the prefix must survive it
-        size = _READ_SIZE if size is None or size < 0 else size
+        size = READ_SIZE if size is None or size < 0 else size
         if self._prefix is not None:
             piece = bytes(self._prefix[self._position : self._position + size])
             self._position += len(piece)
@@ -100,7 +99,7 @@ async def _opening(read: Read, buffer_limit: int) -> tuple[bytearray, bool]:
 
     async def read_more() -> None:
         nonlocal at_end
-        piece = await read(_READ_SIZE)
+        piece = await read(READ_SIZE)
         at_end = not piece
         buffer.extend(piece)
 

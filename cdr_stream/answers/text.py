@@ -16,12 +16,11 @@ from collections.abc import AsyncGenerator
 from operator import itemgetter
 from typing import Any, Final
 
-from cdr_stream.answers.formats import TEXT_DELIMITERS, Read, TextFormat, describe_body
+from cdr_stream.answers.formats import READ_SIZE, TEXT_DELIMITERS, Read, TextFormat, describe_body
 from cdr_stream.errors import AnswerFormatError, FailureReason
 from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.records.processor import ROW_SCHEMA_FILE, MalformedRow, load_schema
 
-_READ_SIZE: Final = 256 * 1024
 #: The longest record (all its lines) held while waiting for its end; beyond it the answer is refused.
 MAX_RECORD_CHARS: Final = 1024 * 1024
 # Line breaks str.splitlines honours besides \r\n, \r and \n; inside a field they must not split a record.
@@ -151,7 +150,7 @@ class TextRowParser:
 
 
 async def text_row_chunks(
-    read: Read, *, fmt: TextFormat, chunk_rows: int, read_size: int = _READ_SIZE
+    read: Read, *, fmt: TextFormat, chunk_rows: int, read_size: int = READ_SIZE
 ) -> AsyncGenerator[list[Any], None]:
     """Yield lists of at most `chunk_rows` rows of a text body; an empty body, or a header alone, means no rows."""
     parser = TextRowParser(fmt)

@@ -21,6 +21,11 @@ from cdr_stream.errors import StateReadError, TopicMissingError
 from cdr_stream.kafka.readback import committed_records
 
 
+def utc_now_stamp() -> str:
+    """Now, as the state topic's values record a commit's time: UTC to the millisecond, `...T12:00:00.000Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
 class FileMark:
     """A file as a listing showed it: what tells a file collected earlier from a changed one."""
@@ -105,8 +110,7 @@ class StoredOffset:
 
     @classmethod
     def now(cls, feed: str, last_id: int, files: FilesPosition | None = None) -> StoredOffset:
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return cls(feed, last_id, stamp, files)
+        return cls(feed, last_id, utc_now_stamp(), files)
 
 
 def is_offset_key(key: str) -> bool:

@@ -1,14 +1,16 @@
 """Logging setup: one line per event, as JSON (for log collectors) or text (for people at a terminal).
 
-Structured fields a record carries in `extra` (feed, IDs, durations...) become JSON keys, or `key=value`
-pairs after a text line. Every configured secret is replaced by `***` in the final line, whatever logger
-(ours, aiohttp's, aiokafka's) produced it.
+Structured fields a record carries in `extra` (feed, IDs, durations...) become JSON keys; a text line
+adds as `key=value` only those its message does not already show. Every configured secret, in every form
+it may show in (ops/secrets.py), is replaced by `***` in the final line, whatever logger (ours, aiohttp's,
+aiokafka's) produced it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -18,10 +20,11 @@ from typing import Any, Literal
 import orjson
 from aiokafka.errors import KafkaError
 
+from cdr_stream.ops.secrets import SecretMask
+
 LogFormat = Literal["auto", "json", "text"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-REDACTED = "***"
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
@@ -31,27 +34,32 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
 class _Redacting(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = (), fmt: str | None = None) -> None:
         super().__init__(fmt)
-        # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._mask = SecretMask(secrets)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted(set(self._secrets) | {secret for secret in secrets if secret}, key=len, reverse=True)
+        self._mask.add(secrets)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._mask(text)
+
+
+def _says(message: str, value: object) -> bool:
+    """Whether the message shows this value whole: `1000` is in "IDs 1..1000:", not in "10000" or "0.1000"."""
+    text = str(value)
+    return bool(text) and re.search(rf"(?<![\w-])(?<!\d\.){re.escape(text)}(?![\w-]|\.\d)", message) is not None
 
 
 class TextFormatter(_Redacting):
+    """A line for a person: the message, then only the fields whose value it does not already show."""
+
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__(secrets, "%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = _extras(record)
-        if extras:
-            line += " " + " ".join(f"{key}={value}" for key, value in extras.items())
+        unsaid = {key: value for key, value in _extras(record).items() if not _says(record.message, value)}
+        if unsaid:
+            line += " " + " ".join(f"{key}={value}" for key, value in unsaid.items())
         return self.redact(line)
 
 
@@ -67,8 +75,9 @@ class JsonFormatter(_Redacting):
             entry.setdefault(key, value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        line = orjson.dumps(entry, default=str).decode()
-        return self.redact(line)
+        # Masked before encoding too: JSON would escape an escaped form again, out of the mask's reach.
+        entry = {key: self.redact(value) if isinstance(value, str) else value for key, value in entry.items()}
+        return self.redact(orjson.dumps(entry, default=str).decode())
 
 
 class RepeatFilter(logging.Filter):

@@ -47,9 +47,12 @@ class ProgressLog(PollObserver):
         unreadable = page.unreadable_fields.total()
         totals.unreadable += unreadable
         totals.last_id = page.last_id
+        # The message shows each figure as its field holds it (seconds rounded alike), so that a text line
+        # need not repeat any of them after it.
+        commit_seconds = round(page.commit_seconds, 4)
         log.info(
             "feed %s committed IDs %d..%d: %d published (%d unreadable values), %d dead-lettered, %d dropped "
-            "in %.3f s | totals: %d pages, %d published, %d dead-lettered, %d dropped, %d errors, last ID %d",
+            "in %s s | totals: %d pages, %d published, %d dead-lettered, %d dropped, %d errors",
             feed,
             page.from_id + 1,
             page.last_id,
@@ -57,13 +60,12 @@ class ProgressLog(PollObserver):
             unreadable,
             page.dead_letters,
             page.dropped_seen + page.dropped_duplicate,
-            page.commit_seconds,
+            commit_seconds,
             totals.pages,
             totals.published,
             totals.dead_lettered,
             totals.dropped,
             totals.errors,
-            page.last_id,
             extra={
                 "feed": feed,
                 "from_id": page.from_id + 1,
@@ -72,29 +74,31 @@ class ProgressLog(PollObserver):
                 "dead_lettered": page.dead_letters,
                 "unreadable_values": unreadable,
                 "dropped": page.dropped_seen + page.dropped_duplicate,
-                "commit_seconds": round(page.commit_seconds, 4),
+                "commit_seconds": commit_seconds,
             },
         )
 
     def poll_finished(self, feed: str, *, seconds: float, rows: int, advanced: bool) -> None:
+        seconds = round(seconds, 4)
         log.debug(
-            "feed %s poll done: %d rows in %.3f s",
+            "feed %s poll done: %d rows in %s s",
             feed,
             rows,
             seconds,
-            extra={"feed": feed, "rows": rows, "poll_seconds": round(seconds, 4)},
+            extra={"feed": feed, "rows": rows, "poll_seconds": seconds},
         )
 
     def poll_failed(self, feed: str, *, reason: FailureReason, message: str, retry_in: float, consecutive: int) -> None:
         self.totals[feed].errors += 1
+        retry_in = round(retry_in, 2)
         log.warning(
-            "feed %s: %s (%s); retry %d in %.1f s",
+            "feed %s: %s (%s); retry %d in %s s",
             feed,
             message,
             reason,
             consecutive,
             retry_in,
-            extra={"feed": feed, "reason": reason, "consecutive": consecutive, "retry_in_seconds": round(retry_in, 2)},
+            extra={"feed": feed, "reason": reason, "consecutive": consecutive, "retry_in_seconds": retry_in},
         )
 
     def feed_failed(
@@ -105,13 +109,14 @@ class ProgressLog(PollObserver):
         if retry_in is None:
             log.error("feed %s failed: %s (%s); stopped for good", feed, message, reason, extra=extra)
             return
+        retry_in = round(retry_in, 2)
         log.error(
-            "feed %s failed: %s (%s); the other feeds go on; next attempt in %.0f s, secrets read again",
+            "feed %s failed: %s (%s); the other feeds go on; next attempt in %s s, secrets read again",
             feed,
             message,
             reason,
             retry_in,
-            extra={**extra, "retry_in_seconds": round(retry_in, 2)},
+            extra={**extra, "retry_in_seconds": retry_in},
         )
 
     def file_anomaly(self, feed: str, *, name: str, reason: FileAnomaly, message: str) -> None:

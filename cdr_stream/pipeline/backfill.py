@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import FeedSettings, Settings, TopicSettings, format_validation_error
 from cdr_stream.errors import BackfillError, ConfigError, FailureReason
+from cdr_stream.kafka.state import utc_now_stamp
 from cdr_stream.pipeline.runs import MarkedRun
 from cdr_stream.records.processor import ProcessedChunk, RecordProcessor
 from cdr_stream.sources.http import FeedClient, FeedTransport, FeedWindow
@@ -179,7 +180,7 @@ class BackfillProgress:
                 "last_id": self.last_id,
                 "events": self.events,
                 "dead_letters": self.dead_letters,
-                "committed_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "committed_at": utc_now_stamp(),
             }
         )
 

@@ -29,8 +29,9 @@ import orjson
 from cdr_stream.config import FeedSettings, Settings, TopicSettings
 from cdr_stream.errors import DlqReplayError, FailureReason
 from cdr_stream.kafka.readback import committed_records
+from cdr_stream.kafka.state import utc_now_stamp
 from cdr_stream.ops.checker import IdSet
-from cdr_stream.ops.logs import REDACTED
+from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.pipeline.loop import RetryObserver
 from cdr_stream.pipeline.runs import MarkedRun
 from cdr_stream.records.processor import (
@@ -42,7 +43,6 @@ from cdr_stream.records.processor import (
     ProcessedChunk,
     RecordProcessor,
 )
-from cdr_stream.sources.http import secret_forms
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +120,6 @@ def decode_dead_letter(record: Any, feed: str) -> StoredDeadLetter | None:
     )
 
 
-def mask(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every form a secret can take (plain, URL-encoded, JSON- or HTML-escaped) replaced."""
-    for secret in secrets:
-        for form in secret_forms(secret):
-            text = text.replace(form, REDACTED)
-    return text
-
-
 # --- dlq show --------------------------------------------------------------------------------------------
 
 
@@ -179,14 +171,15 @@ class DeadLetterSummary:
         for label, letter in (("oldest", self.oldest), ("newest", self.newest)):
             if letter is not None:
                 lines.append(f"{label}: ID {_or_dash(letter.id)}, rejected at {letter.rejected_at or '-'}")
+        mask = SecretMask(secrets)
         for letter in self.samples:
             raw = letter.raw if isinstance(letter.raw, str) else orjson.dumps(letter.raw).decode()
-            shown = mask(raw, secrets)  # masked whole, then cut: a cut could leave part of a secret
+            shown = mask(raw)  # masked whole, then cut: a cut could leave part of a secret
             if len(shown) > _SAMPLE_CHARS:
                 shown = shown[: _SAMPLE_CHARS - 3] + "..."
             lines.append(
                 f"sample {letter.rule} (ID {_or_dash(letter.id)}, partition {letter.partition} offset "
-                f"{letter.offset}): {mask(letter.reason, secrets)}\n  {shown}"
+                f"{letter.offset}): {mask(letter.reason)}\n  {shown}"
             )
         return "\n".join(lines)
 
@@ -312,7 +305,7 @@ class ReplayProgress:
                 "already_published": self.already_published,
                 "skipped": dict(self.skipped),
                 "still_failing": dict(self.still_failing),
-                "committed_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "committed_at": utc_now_stamp(),
             }
         )
 

@@ -11,12 +11,12 @@ from typing import Final, Literal
 
 import orjson
 
-from cdr_stream.answers.formats import TEXT_DELIMITERS
+from cdr_stream.answers.formats import ANSWER_FORMATS, TEXT_DELIMITERS
 from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.simulator.generator import FeedGenerator, FeedRow
 
 NumbersAs = Literal["number", "string"]
-FORMATS: Final = ("csv", "txt", "pipe", "json")
+FORMATS: Final = ANSWER_FORMATS
 CONTENT_TYPES: Final = {
     "json": "application/json",
     "csv": "text/csv",

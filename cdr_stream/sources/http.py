@@ -7,8 +7,6 @@ Credentials travel only in the POST form body; no URL, log line or exception car
 from __future__ import annotations
 
 import asyncio
-import html
-import json
 import logging
 import ssl
 import time
@@ -18,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
-from urllib.parse import quote, quote_plus
 
 import aiohttp
 
@@ -27,6 +24,7 @@ from cdr_stream.answers.parse import answer_row_chunks, describe_body
 from cdr_stream.config import FeedSettings
 from cdr_stream.errors import AnswerFormatError, FailureReason, FeedAuthError, FeedError, SpillError
 from cdr_stream.kafka.state import StoredOffset
+from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.sources.base import Batch, SourceContext, SourceEvents
 
 log = logging.getLogger(__name__)
@@ -82,16 +80,6 @@ class AiohttpTransport:
 
     async def close(self) -> None:
         await self._session.close()
-
-
-def secret_forms(secret: str) -> list[str]:
-    """The ways a page or a message can show a secret: plain, as the form body carried it (URL-encoded),
-    escaped for JSON or HTML, and each of those escaped again by repr() (describe_body quotes with it).
-    Longest first, so that each is masked whole."""
-    if not secret:
-        return []
-    shown = {secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1], html.escape(secret)}
-    return sorted(shown | {repr(form)[1:-1] for form in shown}, key=len, reverse=True)
 
 
 class _ProgressGuard:
@@ -270,11 +258,7 @@ class FeedClient:
     def _scrub(self, text: str) -> str:
         # A feed error page may echo the request back; never let the password through, in any form, nor
         # the start of it where describe_body() cut a quoted snippet short ("...").
-        for form in secret_forms(self.settings.secret):
-            text = text.replace(form, "***")
-            for end in range(len(form) - 1, 0, -1):
-                text = text.replace(form[:end] + "...", "***...")
-        return text
+        return SecretMask([self.settings.secret])(text, cut_short=True)
 
     async def close(self) -> None:
         await self._transport.close()

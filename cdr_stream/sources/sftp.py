@@ -34,6 +34,7 @@ from cdr_stream.errors import (
     SpillError,
 )
 from cdr_stream.kafka.state import FileInFlight, FileMark, FilesPosition, StoredOffset
+from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.sources.base import Batch, SourceContext, SourceEvents
 from cdr_stream.sources.files import (
     Anomaly,
@@ -122,10 +123,7 @@ class SftpSource:
         return f"{self._settings.host}:{self._settings.port}"
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._settings.password_secret, self._settings.passphrase_secret):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return SecretMask(s for s in (self._settings.password_secret, self._settings.passphrase_secret) if s)(text)
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[asyncssh.SFTPClient]:

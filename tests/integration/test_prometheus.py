@@ -21,7 +21,7 @@ from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 
 from .support import PASSWORD, settings_for, start_process, stop_process, write_config
 
-pytestmark = pytest.mark.usefixtures("cleanup_topics")
+pytestmark = [pytest.mark.kafka, pytest.mark.tools, pytest.mark.usefixtures("cleanup_topics")]
 
 ROOT = Path(__file__).resolve().parents[2]
 
