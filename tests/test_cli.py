@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cdr_stream.cli import EXIT_CONFIG, build_parser, main
+from cdr_stream.cli import build_parser, main
+from cdr_stream.commands.common import EXIT_CONFIG
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

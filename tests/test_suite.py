@@ -16,7 +16,7 @@ def test_every_test_that_runs_helm_is_left_out_by_not_tools() -> None:
     files = sorted(
         path for path in TESTS.rglob("test_*.py") if path.name != "test_suite.py" and RUNS_HELM.search(path.read_text())
     )
-    assert {TESTS / "integration" / "test_prometheus.py", TESTS / "ops" / "test_chart_install.py"} <= set(files)
+    assert {TESTS / "integration" / "test_prometheus.py", TESTS / "deploy" / "test_chart_install.py"} <= set(files)
     collected = subprocess.run(
         [
             sys.executable,

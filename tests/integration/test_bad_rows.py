@@ -20,7 +20,7 @@ from cdr_stream.sources.http import FeedResponse
 from tests.integration.support import FEED, PASSWORD, Published, read_published, wait_for
 from tests.properties import EVENT_VALIDATOR
 from tests.rows import feed_row
-from tests.test_feed import CannedResponse
+from tests.sources.test_http import CannedResponse
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
 

@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
-from cdr_stream.cli import EXIT_FAILED
+from cdr_stream.commands.common import EXIT_FAILED
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings
 from cdr_stream.connector import Connector
 from cdr_stream.kafka.presence import running_members

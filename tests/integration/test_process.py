@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cdr_stream.cli import EXIT_FENCED
+from cdr_stream.commands.common import EXIT_FENCED
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.connector import Connector
 from cdr_stream.kafka.state import read_offsets

@@ -19,7 +19,7 @@ from cdr_stream.kafka.state import StoredOffset, read_offsets
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.metrics import ConnectorMetrics
 from cdr_stream.ops.progress import ProgressLog
-from cdr_stream.pipeline.observer import ObserverGroup
+from cdr_stream.pipeline.observer import ObserverGroup, PageReport
 from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import CdrFile, Period, write_cdr_files
@@ -343,6 +343,54 @@ async def test_a_renamed_or_shrunk_file_is_reported_and_not_published_again(
     assert state is not None and state.files is not None
     assert renamed.name not in state.files.done
     await assert_exactly_once(kafka, topics, gen, ids)
+
+
+async def test_a_file_that_vanishes_in_the_middle_of_its_read_is_reported_with_what_it_lost(
+    kafka: KafkaSettings, topics: TopicSettings, sshd: SshServer
+) -> None:
+    gen = generator(600, days=2.0, invalid_rate=0.0)
+    ids = range(1, 601)
+    directory = sshd.new_directory()
+    first, second = write_cdr_files(directory, gen, ids, fmt="csv", period="daily")
+    settings = sftp_settings(kafka, topics, sftp_table(sshd, directory, "password"), "csv", max_rows_per_transaction=50)
+
+    # A first run stops after one transaction: 50 rows of the first file are committed, the rest are not.
+    class StopAfterOnePage(Recorder):
+        connector: Connector | None = None
+
+        def page_committed(self, feed: str, page: PageReport) -> None:
+            super().page_committed(feed, page)
+            if page.committed and self.connector is not None:
+                self.connector.request_stop()
+
+    stopper = StopAfterOnePage()
+    connector = Connector(settings, observer=stopper)
+    stopper.connector = connector
+    await connector.start()
+    await asyncio.wait_for(connector.wait(), 60)
+    await connector.stop()
+    state = await stored_state(kafka, topics)
+    assert state is not None and state.files is not None and state.files.current is not None
+    assert (state.files.current.name, state.files.current.rows) == (first.name, 50)
+    committed = set((await read_published(kafka, topics)).all_ids())
+    assert len(committed) == 50
+
+    (directory / first.name).unlink()  # the provider removes the file before the rest is collected
+    recorder = Recorder()
+    health = FeedHealth(settings)
+    metrics = ConnectorMetrics([FEED], health)
+    collected = await collect(settings, [second], ObserverGroup(recorder, metrics, health))
+
+    assert recorder.anomalies == [(first.name, "vanished_in_flight")]
+    published = await read_published(kafka, topics)
+    all_ids = published.all_ids()
+    assert len(all_ids) == len(set(all_ids)), "nothing published twice"
+    assert committed <= set(all_ids), "what was committed of the vanished file stays"
+    lost = set(first.ids) - set(all_ids)
+    assert len(lost) == len(first.ids) - 50 and set(second.ids) <= set(all_ids)
+    text = metrics.render().decode()
+    assert f'cdr_stream_file_anomalies_total{{feed="{FEED}",reason="vanished_in_flight"}} 1.0' in text
+    assert done_files(collected) == {second.name}
 
 
 async def test_a_wrong_host_key_is_refused_and_nothing_is_published(

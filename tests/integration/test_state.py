@@ -84,7 +84,8 @@ async def test_an_aborted_tail_and_an_open_transaction_are_not_read(
 
 
 async def test_state_set_works_before_the_connector_ever_ran(kafka: KafkaSettings, topics: TopicSettings) -> None:
-    from cdr_stream.cli import EXIT_OK, set_state
+    from cdr_stream.commands.common import EXIT_OK
+    from cdr_stream.commands.state import set_state
     from cdr_stream.config import parse_settings
 
     settings = parse_settings(

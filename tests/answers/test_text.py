@@ -14,8 +14,8 @@ from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.records.processor import MalformedRow, RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.formats import RowCache, framing
+from tests.answers.test_parse import reader
 from tests.memory import rss_kib
-from tests.test_parse import reader
 
 HEADER = "ID,AccountCode,UTCDateTime,Charge,ChargeExcl"
 

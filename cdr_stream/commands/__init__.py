@@ -1,0 +1,1 @@
+"""The `cdr-stream` subcommands, one module each; `cdr_stream.cli` builds the parser from them."""

@@ -1,0 +1,70 @@
+"""`cdr-stream run`: stream every configured feed into Kafka until SIGTERM, with the HTTP endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+from cdr_stream.answers.order import TempSpace
+from cdr_stream.commands.common import EXIT_FAILED, EXIT_FENCED, EXIT_OK, add_config, log
+from cdr_stream.config import Settings
+from cdr_stream.connector import Connector
+from cdr_stream.errors import ConnectorError, EndpointError
+from cdr_stream.ops.endpoints import Endpoints
+from cdr_stream.ops.health import FeedHealth
+from cdr_stream.ops.metrics import ConnectorMetrics
+from cdr_stream.ops.progress import ProgressLog
+from cdr_stream.pipeline.observer import ObserverGroup
+
+if TYPE_CHECKING:
+    from cdr_stream.commands.common import Commands
+
+
+def add_to(commands: Commands) -> None:
+    run = commands.add_parser("run", help="stream every configured feed into Kafka until SIGTERM")
+    add_config(run)
+    run.set_defaults(handler=handle)
+
+
+def handle(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(run_connector(settings))
+
+
+async def run_connector(settings: Settings) -> int:
+    health = FeedHealth(settings)
+    space = TempSpace(settings.tmp_dir, settings.tmp_max_bytes)
+    metrics = ConnectorMetrics([feed.name for feed in settings.feeds], health, space=space)
+    endpoints = Endpoints(metrics, health, settings.http_host, settings.http_port)
+    connector = Connector(settings, observer=ObserverGroup(ProgressLog(), metrics, health), space=space)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, connector.request_stop)
+    try:
+        await endpoints.start()
+    except EndpointError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    try:
+        await connector.start()
+        await connector.wait()
+    except ConnectorError as exc:
+        for feed, cause in exc.causes.items():
+            log.error(
+                "feed %s failed (%s): %s", feed, cause.reason, cause, extra={"feed": feed, "reason": cause.reason}
+            )
+        why = (
+            "a feed failed and exit_when_any_feed_fails is set"
+            if settings.exit_when_any_feed_fails
+            else "every feed failed"
+        )
+        log.error("stopping: %s", why)
+        return EXIT_FENCED if exc.fenced else EXIT_FAILED
+    except Exception as exc:
+        log.error("stopping: %s", exc)
+        return EXIT_FAILED
+    finally:
+        await connector.stop()
+        await endpoints.stop()
+    return EXIT_OK
