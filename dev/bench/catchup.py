@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import aiohttp
 import orjson
@@ -156,12 +156,19 @@ def broker_pid() -> int:
     return int(pid)
 
 
-def broker_version(pid: int) -> str:
-    """The Kafka version of the running broker, from the jars on its classpath."""
+def broker_classpath(pid: int) -> str | None:
+    """The classpath the running broker was started with (the fetched Kafka jars)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        classpath = argv[argv.index("-cp") + 1]
+        return argv[argv.index("-cp") + 1]
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def broker_version(pid: int) -> str:
+    """The Kafka version of the running broker, from the jars on its classpath."""
+    classpath = broker_classpath(pid)
+    if classpath is None:
         return "unknown"
     for entry in classpath.split(":"):
         for jar in Path(entry.removesuffix("*")).glob("kafka_2.*.jar"):
@@ -470,10 +477,12 @@ class IdTally:
     duplicates: int = 0
     out_of_range: int = 0
     without_id: int = 0
+    #: The ID's key in a record: "id" in the connector's events, "ID" in a feed row as it came.
+    id_field: str = "id"
 
     def add(self, value: bytes | None) -> None:
         self.records += 1
-        row_id = orjson.loads(value).get("id") if value else None
+        row_id = orjson.loads(value).get(self.id_field) if value else None
         if not isinstance(row_id, int):
             self.without_id += 1
         elif not 0 < row_id < len(self.seen):
@@ -498,7 +507,13 @@ class IdTally:
         return ranges
 
 
-async def read_topic(kafka: KafkaSettings, topic: str, tally: IdTally) -> int:
+class Tally(Protocol):
+    records: int
+
+    def add(self, value: bytes | None) -> None: ...
+
+
+async def read_topic(kafka: KafkaSettings, topic: str, tally: Tally) -> int:
     """Read `topic` to its end as a read_committed consumer would; the number of records."""
     before = tally.records
     async for records in committed_records(kafka, [topic]):
