@@ -252,20 +252,38 @@ async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
 # --- one run -------------------------------------------------------------------------------------------
 
 
-def write_config(path: Path, feed_url: str, bootstrap: str, topics: Topics, chunk_rows: int, fmt: str) -> None:
-    path.write_text(
-        f"""log_level = "INFO"
-tmp_dir = "{path.parent / "spill"}"
-
+def write_config(
+    path: Path,
+    feed_url: str,
+    bootstrap: str,
+    topics: Topics,
+    chunk_rows: int,
+    fmt: str,
+    *,
+    feeds: Iterable[str] = (FEED,),
+    poll_seconds: float = 5,
+    http_port: int = 0,
+) -> None:
+    """A connector config: each of `feeds` reads the simulator; http_port 0 takes any free port."""
+    feed_tables = "".join(
+        f"""
 [[feeds]]
-name = "{FEED}"
+name = "{name}"
 url = "{feed_url}"
 login = "{LOGIN}"
 password_env = "{PASSWORD_ENV}"
-poll_interval_seconds = 5
+poll_interval_seconds = {poll_seconds:g}
 max_rows_per_transaction = {chunk_rows}
 format = "{fmt}"
-
+"""
+        for name in feeds
+    )
+    path.write_text(
+        f"""log_level = "INFO"
+tmp_dir = "{path.parent / "spill"}"
+http_host = "127.0.0.1"
+http_port = {http_port}
+{feed_tables}
 [kafka]
 bootstrap_servers = "{bootstrap}"
 transactional_id_prefix = "{topics.tag}"
