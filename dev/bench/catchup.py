@@ -398,6 +398,8 @@ class RunContext:
     fmt: str = "json"
     out_of_order: bool = False
     profile_dir: Path | None = None
+    #: Where py-spy writes its samples of the connector (raw folded stacks), when sampling.
+    py_spy_dir: Path | None = None
 
     def connector_argv(self, config: Path, tag: str) -> list[str]:
         run = ["run", "--config", str(config)]
@@ -419,6 +421,7 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
     argv = ctx.connector_argv(config, topics.tag)
     child = await spawn(argv, ctx.env, ctx.workdir / f"{topics.tag}.stdout.log", pipe=True)
     assert child.proc.stderr is not None
+    sampler = await start_py_spy(ctx, child.pid, topics.tag)
     log_path = ctx.workdir / f"{topics.tag}.log"
     tasks = [
         asyncio.create_task(follow_log(child.proc.stderr, log_path, ctx.records, progress)),
@@ -438,6 +441,8 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
         tasks[1].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         memory.write_csv(ctx.workdir / f"{topics.tag}.rss.csv")
+    if sampler is not None:  # on a failure it stops by itself with the connector
+        await finish_py_spy(ctx, sampler, topics.tag, cpu_seconds=cpu)
     after = await ctx.sim.stats()
     return Result(
         records=ctx.records,
@@ -457,6 +462,35 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
         rows_served=after["rows_served"] - before["rows_served"],
         problems=[f"connector log: {line}" for line in progress.warnings],
     )
+
+
+PY_SPY: Final = Path(sys.executable).parent / "py-spy"
+PY_SPY_RATE: Final = 100  # samples a second: enough for a split, small enough not to slow the connector much
+
+
+async def start_py_spy(ctx: RunContext, pid: int, tag: str) -> Child | None:
+    """py-spy sampling the connector from now until it exits (Python frames; native code counts to its caller)."""
+    if ctx.py_spy_dir is None:
+        return None
+    if not PY_SPY.exists():
+        raise BenchError(f"{PY_SPY} is missing: make bench-venv installs it")
+    output = ctx.py_spy_dir / f"{tag}.raw.txt"
+    argv = [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(PY_SPY_RATE), "--format", "raw"]
+    argv += ["--output", str(output)]
+    return await spawn(argv, ctx.env, ctx.workdir / f"{tag}.py-spy.log", pipe=False)
+
+
+async def finish_py_spy(ctx: RunContext, sampler: Child, tag: str, *, cpu_seconds: float) -> None:
+    """Wait for py-spy to write its samples (it stops when the connector exits); note the run's figures beside."""
+    assert ctx.py_spy_dir is not None
+    try:
+        await asyncio.wait_for(sampler.proc.wait(), 60)
+    except TimeoutError:
+        await sampler.terminate()
+        raise BenchError(f"py-spy did not finish; see {ctx.workdir}/{tag}.py-spy.log") from None
+    figures = {"records": ctx.records, "page_size": ctx.page_size, "cpu_seconds": cpu_seconds}
+    (ctx.py_spy_dir / f"{tag}.json").write_bytes(orjson.dumps(figures))
+    print(f"py-spy samples: {ctx.py_spy_dir / tag}.raw.txt (split them with dev/bench/profile_split.py)", flush=True)
 
 
 async def wait_for_target(child: Child, progress: Progress, timeout: float) -> None:
@@ -634,6 +668,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="run the connector under cProfile; write DIR/<run>.prof"
     )
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="DIR", help="sample the connector with py-spy; write DIR/<run>.raw.txt"
+    )
     return parser.parse_args()
 
 
@@ -656,9 +693,9 @@ async def run_once(ctx: RunContext, chunk_rows: int, keep_topics: bool) -> Resul
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
-    if args.profile is not None:
-        args.profile = args.profile.resolve()
-        args.profile.mkdir(parents=True, exist_ok=True)
+    for directory in (args.profile, args.py_spy):
+        if directory is not None:
+            directory.resolve().mkdir(parents=True, exist_ok=True)
     bootstrap = start_broker()
     env = child_env(secrets.token_urlsafe(18))
     sim = await start_simulator(args, env, workdir)
@@ -673,7 +710,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
         broker_pid=broker_pid(),
         fmt=args.format,
         out_of_order=args.out_of_order,
-        profile_dir=args.profile,
+        profile_dir=args.profile and args.profile.resolve(),
+        py_spy_dir=args.py_spy and args.py_spy.resolve(),
     )
     try:
         return [await run_once(ctx, args.chunk_rows, args.keep_topics) for _ in range(args.repeat)]
