@@ -59,6 +59,7 @@ class PeerResult:
     cpu_seconds: float
     peak_rss_mb: float
     load: float  # 1-minute load average when the peer started
+    broker_cpu_seconds: float = 0.0
     read_back: int = 0
     note: str = ""
     problems: list[str] = field(default_factory=list)
@@ -175,8 +176,10 @@ async def run_peer(
     log_path = bench.ctx.workdir / f"{name}.log"
     result: PeerResult | None = None
     try:
+        broker_before = catchup.cpu_seconds(bench.ctx.broker_pid)
         usage = await asyncio.to_thread(run_measured, argv(topics), bench.ctx.env, log_path, bench.timeout)
-        result = PeerResult(name, bench.records, usage.seconds, usage.cpu_seconds, usage.peak_rss_mb, load)
+        broker_cpu = catchup.cpu_seconds(bench.ctx.broker_pid) - broker_before
+        result = PeerResult(name, bench.records, usage.seconds, usage.cpu_seconds, usage.peak_rss_mb, load, broker_cpu)
         output = log_path.read_text(errors="replace")
         if usage.exit_code != 0:
             result.problems.append(f"exit code {usage.exit_code}; see {log_path}")
@@ -225,7 +228,7 @@ def perf_argv(bench: Bench, transactions: bool) -> Callable[[Topics], list[str]]
 async def run_cdr_stream(bench: Bench, keep_topics: bool) -> PeerResult:
     load = os.getloadavg()[0]
     r = await catchup.run_once(bench.ctx, bench.chunk_rows, keep_topics)
-    result = PeerResult("cdr-stream", r.records, r.seconds, r.cpu_seconds, r.peak_rss_mb, load)
+    result = PeerResult("cdr-stream", r.records, r.seconds, r.cpu_seconds, r.peak_rss_mb, load, r.broker_cpu_seconds)
     result.read_back = r.events + r.dead_letters
     result.problems = list(r.problems)
     return result
@@ -278,7 +281,7 @@ def print_table(results: list[PeerResult], records: int, repeat: int, code: str)
     print(f"\ncode {code}, {os.cpu_count()} CPUs, {title}; ratios are the peer's figure / cdr-stream's")
     header = (
         f"{'peer':<13} {'records/s':>10} {'seconds':>8} {'CPU s/1M':>9} {'peak RSS MB':>11} {'load':>5} "
-        f"{'rate vs cdr':>11} {'CPU vs cdr':>10} {'read back':>10}  verdict"
+        f"{'rate vs cdr':>11} {'CPU vs cdr':>10} {'broker CPU s':>12} {'read back':>10}  verdict"
     )
     print(header)
     for r in chosen.values():
@@ -288,8 +291,8 @@ def print_table(results: list[PeerResult], records: int, repeat: int, code: str)
         verdict = "OK" if not r.problems else "FAILED"
         print(
             f"{r.name:<13} {r.rate:>10,.0f} {r.seconds:>8.2f} {r.cpu_per_million:>9.1f} {r.peak_rss_mb:>11.1f} "
-            f"{r.load:>5.2f} {rate_ratio:>11} {cpu_ratio:>10} {r.read_back:>10}  {verdict}"
-            + (f"  ({r.note})" if r.note else "")
+            f"{r.load:>5.2f} {rate_ratio:>11} {cpu_ratio:>10} {r.broker_cpu_seconds:>12.1f} {r.read_back:>10}  "
+            f"{verdict}" + (f"  ({r.note})" if r.note else "")
         )
     if repeat > 1:
         for name in chosen:

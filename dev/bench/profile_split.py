@@ -29,22 +29,30 @@ FRAME: Final = re.compile(r"^(?P<function>.*) \((?P<file>[^:()]*)(?::\d+)?\)$")
 
 Rule = tuple[str, Callable[[str, str], bool]]
 
-#: Which category a frame names, tried in order on each frame from the innermost out.
-RULES: Final[list[Rule]] = [
-    ("serialize", lambda file, fn: file == "cdr_stream/records.py" and fn in {"dumps", "_encodable"}),
-    ("validate", lambda file, fn: file == "cdr_stream/records.py" and fn.startswith("RowValidator.")),
-    ("normalize", lambda file, fn: file == "cdr_stream/records.py"),
-    ("order the answer", lambda file, fn: file == "cdr_stream/answer_order.py"),
-    ("parse", lambda file, fn: file in {"cdr_stream/parse.py", "cdr_stream/textparse.py", "cdr_stream/body.py"}),
-    ("parse", lambda file, fn: file.startswith("ijson/")),
-    # The transaction's own steps: begin, add partitions, the state record, end (commit), and their handlers.
-    ("commit", lambda file, fn: file == "cdr_stream/writer.py" and fn == "TransactionalWriter._transaction"),
-    ("commit", lambda file, fn: file == "cdr_stream/state.py"),
-    ("commit", lambda file, fn: file == "aiokafka/producer/transaction_manager.py"),
+
+def ours(file: str, *modules: str) -> bool:
+    """Whether `file` is one of the connector's `modules` (by file name, wherever the package puts it)."""
+    return file.startswith("cdr_stream/") and file.rsplit("/", 1)[-1] in modules
+
+
+#: Categories a sample takes when any frame of its stack matches: the transaction's own steps (begin,
+#: add partitions, end, their handlers, the offset record) even where the socket write is innermost.
+STACK_RULES: Final[list[Rule]] = [
+    ("start-up imports", lambda file, fn: file.startswith("<frozen importlib")),
+    ("commit", lambda file, fn: ours(file, "state.py") or file == "aiokafka/producer/transaction_manager.py"),
     ("commit", lambda file, fn: file.startswith("aiokafka/") and ("transaction" in fn.lower() or "txn" in fn.lower())),
-    ("Kafka client", lambda file, fn: file.startswith("aiokafka/") or file == "cdr_stream/writer.py"),
-    ("HTTP read", lambda file, fn: file.split("/")[0] in {"aiohttp", "yarl", "multidict"}),
-    ("HTTP read", lambda file, fn: file == "cdr_stream/feed.py"),
+]
+#: Otherwise, the category the innermost frame that names one gives (each frame tried against the rules in order).
+RULES: Final[list[Rule]] = [
+    ("serialize", lambda file, fn: ours(file, "records.py") and fn in {"dumps", "_encodable"}),
+    ("validate", lambda file, fn: ours(file, "records.py") and fn.startswith("RowValidator.")),
+    ("normalize", lambda file, fn: ours(file, "records.py")),
+    ("order the answer", lambda file, fn: ours(file, "answer_order.py")),
+    ("parse", lambda file, fn: ours(file, "parse.py", "textparse.py", "body.py") or file.startswith("ijson/")),
+    # The transaction's own code, not the events it sends (those are _send_events, the Kafka client).
+    ("commit", lambda file, fn: ours(file, "writer.py") and fn == "TransactionalWriter._transaction"),
+    ("Kafka client", lambda file, fn: file.startswith("aiokafka/") or ours(file, "writer.py")),
+    ("HTTP read", lambda file, fn: file.split("/")[0] in {"aiohttp", "yarl", "multidict"} or ours(file, "feed.py")),
 ]
 ORDER: Final = (
     "HTTP read",
@@ -69,8 +77,9 @@ def parse_frame(frame: str) -> tuple[str, str]:
 
 
 def category(frames: list[tuple[str, str]]) -> str:
-    if any(file.startswith("<frozen importlib") for _, file in frames):
-        return "start-up imports"
+    for name, matches in STACK_RULES:
+        if any(matches(file, function) for function, file in frames):
+            return name
     for function, file in reversed(frames):
         for name, matches in RULES:
             if matches(file, function):
