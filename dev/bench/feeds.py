@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import catchup
@@ -43,7 +44,7 @@ class IdleCost:
     peak_rss_mb: float
     cpu_percent: float
     broker_cpu_percent: float
-    descriptors: int
+    descriptors: Counter[str]
     threads: int
     states_after: Counter[str]
     load_before: float
@@ -73,8 +74,29 @@ async def wait_all_idle(child: catchup.Child, url: str, feeds: int, timeout: flo
     raise BenchError(f"not every feed was idle after {timeout:g} s: {dict(states)}")
 
 
-def descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def descriptors(pid: int, broker_port: int, feed_port: int) -> Counter[str]:
+    """The process's open descriptors by what they are: TCP connections to the broker or to the feed,
+    listening sockets, other sockets, and everything else (files, pipes, the event loop's epoll)."""
+    inodes: dict[str, str] = {}
+    kinds: Counter[str] = Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes[target[len("socket:[") : -1]] = "other socket"
+        else:
+            kinds["other"] += 1
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            inode, remote_port, state = fields[9], int(fields[2].rsplit(":", 1)[1], 16), fields[3]
+            if inode in inodes:
+                ports = {broker_port: "broker connection", feed_port: "feed connection"}
+                inodes[inode] = "listening socket" if state == "0A" else ports.get(remote_port, "other socket")
+    kinds.update(inodes.values())
+    return kinds
 
 
 def thread_count(pid: int) -> int:
@@ -119,7 +141,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> IdleCost:
             peak_rss_mb=status.get("VmHWM", 0) / 1024,
             cpu_percent=100 * cpu / window,
             broker_cpu_percent=100 * broker_cpu / window,
-            descriptors=descriptors(child.pid),
+            descriptors=descriptors(child.pid, int(bootstrap.rsplit(":", 1)[1]), urlsplit(sim.url).port or 80),
             threads=thread_count(child.pid),
             states_after=await feed_states(url),
             load_before=load_before,
@@ -150,13 +172,14 @@ def main() -> int:
     try:
         code = catchup.code_version()
         cost = asyncio.run(measure(args, workdir))
+        kinds = ", ".join(f"{kind} {n}" for kind, n in cost.descriptors.most_common())
         uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
         print(
             f"\ncode {code}, {os.cpu_count()} CPUs; {cost.feeds} feeds, poll interval {args.poll_seconds:g} s, "
             f"idle window {args.window:g} s; uptime: {uptime}\n"
             f"RSS {cost.rss_mb:.1f} MB ({cost.rss_mb / cost.feeds:.2f} MB a feed), peak {cost.peak_rss_mb:.1f} MB\n"
             f"idle CPU {cost.cpu_percent:.1f} % of a core (broker {cost.broker_cpu_percent:.1f} %)\n"
-            f"open file descriptors {cost.descriptors}, threads {cost.threads}\n"
+            f"open file descriptors {cost.descriptors.total()} ({kinds}), threads {cost.threads}\n"
             f"all idle after {cost.seconds_to_idle:.1f} s; load average {cost.load_before:.2f} before, "
             f"{cost.load_after:.2f} after; feed states at the end: {dict(cost.states_after)}",
             flush=True,
