@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down bench bench-parse clean
+.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down bench bench-parse bench-peers bench-venv clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
@@ -15,6 +16,7 @@ help:
 	@echo "make engine-down  stop that private Docker Engine"
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
 	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
+	@echo "make bench-peers  cdr-stream beside plain confluent-kafka and aiokafka scripts and Kafka's producer benchmark"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
 
 $(STAMP): pyproject.toml
@@ -24,6 +26,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The benchmarks' own extras (confluent-kafka for a peer script, py-spy), on top of the dev venv.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench-venv: $(BENCH_STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -63,6 +72,10 @@ bench: venv
 
 bench-parse: venv
 	$(BIN)/python dev/bench/parse_formats.py
+
+bench-peers: bench-venv
+	dev/kafka/broker fetch
+	$(BIN)/python dev/bench/peers.py
 
 kafka-up: venv
 	dev/kafka/broker start

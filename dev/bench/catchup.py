@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import aiohttp
 import orjson
@@ -156,12 +156,19 @@ def broker_pid() -> int:
     return int(pid)
 
 
-def broker_version(pid: int) -> str:
-    """The Kafka version of the running broker, from the jars on its classpath."""
+def broker_classpath(pid: int) -> str | None:
+    """The classpath the running broker was started with (the fetched Kafka jars)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        classpath = argv[argv.index("-cp") + 1]
+        return argv[argv.index("-cp") + 1]
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def broker_version(pid: int) -> str:
+    """The Kafka version of the running broker, from the jars on its classpath."""
+    classpath = broker_classpath(pid)
+    if classpath is None:
         return "unknown"
     for entry in classpath.split(":"):
         for jar in Path(entry.removesuffix("*")).glob("kafka_2.*.jar"):
@@ -245,20 +252,38 @@ async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
 # --- one run -------------------------------------------------------------------------------------------
 
 
-def write_config(path: Path, feed_url: str, bootstrap: str, topics: Topics, chunk_rows: int, fmt: str) -> None:
-    path.write_text(
-        f"""log_level = "INFO"
-tmp_dir = "{path.parent / "spill"}"
-
+def write_config(
+    path: Path,
+    feed_url: str,
+    bootstrap: str,
+    topics: Topics,
+    chunk_rows: int,
+    fmt: str,
+    *,
+    feeds: Iterable[str] = (FEED,),
+    poll_seconds: float = 5,
+    http_port: int = 0,
+) -> None:
+    """A connector config: each of `feeds` reads the simulator; http_port 0 takes any free port."""
+    feed_tables = "".join(
+        f"""
 [[feeds]]
-name = "{FEED}"
+name = "{name}"
 url = "{feed_url}"
 login = "{LOGIN}"
 password_env = "{PASSWORD_ENV}"
-poll_interval_seconds = 5
+poll_interval_seconds = {poll_seconds:g}
 max_rows_per_transaction = {chunk_rows}
 format = "{fmt}"
-
+"""
+        for name in feeds
+    )
+    path.write_text(
+        f"""log_level = "INFO"
+tmp_dir = "{path.parent / "spill"}"
+http_host = "127.0.0.1"
+http_port = {http_port}
+{feed_tables}
 [kafka]
 bootstrap_servers = "{bootstrap}"
 transactional_id_prefix = "{topics.tag}"
@@ -373,6 +398,8 @@ class RunContext:
     fmt: str = "json"
     out_of_order: bool = False
     profile_dir: Path | None = None
+    #: Where py-spy writes its samples of the connector (raw folded stacks), when sampling.
+    py_spy_dir: Path | None = None
 
     def connector_argv(self, config: Path, tag: str) -> list[str]:
         run = ["run", "--config", str(config)]
@@ -394,6 +421,7 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
     argv = ctx.connector_argv(config, topics.tag)
     child = await spawn(argv, ctx.env, ctx.workdir / f"{topics.tag}.stdout.log", pipe=True)
     assert child.proc.stderr is not None
+    sampler = await start_py_spy(ctx, child.pid, topics.tag)
     log_path = ctx.workdir / f"{topics.tag}.log"
     tasks = [
         asyncio.create_task(follow_log(child.proc.stderr, log_path, ctx.records, progress)),
@@ -413,6 +441,8 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
         tasks[1].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         memory.write_csv(ctx.workdir / f"{topics.tag}.rss.csv")
+    if sampler is not None:  # on a failure it stops by itself with the connector
+        await finish_py_spy(ctx, sampler, topics.tag, cpu_seconds=cpu)
     after = await ctx.sim.stats()
     return Result(
         records=ctx.records,
@@ -432,6 +462,35 @@ async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Res
         rows_served=after["rows_served"] - before["rows_served"],
         problems=[f"connector log: {line}" for line in progress.warnings],
     )
+
+
+PY_SPY: Final = Path(sys.executable).parent / "py-spy"
+PY_SPY_RATE: Final = 100  # samples a second: enough for a split, small enough not to slow the connector much
+
+
+async def start_py_spy(ctx: RunContext, pid: int, tag: str) -> Child | None:
+    """py-spy sampling the connector from now until it exits (Python frames; native code counts to its caller)."""
+    if ctx.py_spy_dir is None:
+        return None
+    if not PY_SPY.exists():
+        raise BenchError(f"{PY_SPY} is missing: make bench-venv installs it")
+    output = ctx.py_spy_dir / f"{tag}.raw.txt"
+    argv = [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(PY_SPY_RATE), "--format", "raw"]
+    argv += ["--output", str(output)]
+    return await spawn(argv, ctx.env, ctx.workdir / f"{tag}.py-spy.log", pipe=False)
+
+
+async def finish_py_spy(ctx: RunContext, sampler: Child, tag: str, *, cpu_seconds: float) -> None:
+    """Wait for py-spy to write its samples (it stops when the connector exits); note the run's figures beside."""
+    assert ctx.py_spy_dir is not None
+    try:
+        await asyncio.wait_for(sampler.proc.wait(), 60)
+    except TimeoutError:
+        await sampler.terminate()
+        raise BenchError(f"py-spy did not finish; see {ctx.workdir}/{tag}.py-spy.log") from None
+    figures = {"records": ctx.records, "page_size": ctx.page_size, "cpu_seconds": cpu_seconds}
+    (ctx.py_spy_dir / f"{tag}.json").write_bytes(orjson.dumps(figures))
+    print(f"py-spy samples: {ctx.py_spy_dir / tag}.raw.txt (split them with dev/bench/profile_split.py)", flush=True)
 
 
 async def wait_for_target(child: Child, progress: Progress, timeout: float) -> None:
@@ -470,10 +529,12 @@ class IdTally:
     duplicates: int = 0
     out_of_range: int = 0
     without_id: int = 0
+    #: The ID's key in a record: "id" in the connector's events, "ID" in a feed row as it came.
+    id_field: str = "id"
 
     def add(self, value: bytes | None) -> None:
         self.records += 1
-        row_id = orjson.loads(value).get("id") if value else None
+        row_id = orjson.loads(value).get(self.id_field) if value else None
         if not isinstance(row_id, int):
             self.without_id += 1
         elif not 0 < row_id < len(self.seen):
@@ -498,7 +559,13 @@ class IdTally:
         return ranges
 
 
-async def read_topic(kafka: KafkaSettings, topic: str, tally: IdTally) -> int:
+class Tally(Protocol):
+    records: int
+
+    def add(self, value: bytes | None) -> None: ...
+
+
+async def read_topic(kafka: KafkaSettings, topic: str, tally: Tally) -> int:
     """Read `topic` to its end as a read_committed consumer would; the number of records."""
     before = tally.records
     async for records in committed_records(kafka, [topic]):
@@ -601,6 +668,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="run the connector under cProfile; write DIR/<run>.prof"
     )
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="DIR", help="sample the connector with py-spy; write DIR/<run>.raw.txt"
+    )
     return parser.parse_args()
 
 
@@ -623,9 +693,9 @@ async def run_once(ctx: RunContext, chunk_rows: int, keep_topics: bool) -> Resul
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
-    if args.profile is not None:
-        args.profile = args.profile.resolve()
-        args.profile.mkdir(parents=True, exist_ok=True)
+    for directory in (args.profile, args.py_spy):
+        if directory is not None:
+            directory.resolve().mkdir(parents=True, exist_ok=True)
     bootstrap = start_broker()
     env = child_env(secrets.token_urlsafe(18))
     sim = await start_simulator(args, env, workdir)
@@ -640,7 +710,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
         broker_pid=broker_pid(),
         fmt=args.format,
         out_of_order=args.out_of_order,
-        profile_dir=args.profile,
+        profile_dir=args.profile and args.profile.resolve(),
+        py_spy_dir=args.py_spy and args.py_spy.resolve(),
     )
     try:
         return [await run_once(ctx, args.chunk_rows, args.keep_topics) for _ in range(args.repeat)]
