@@ -31,28 +31,36 @@ Rule = tuple[str, Callable[[str, str], bool]]
 
 
 def ours(file: str, *modules: str) -> bool:
-    """Whether `file` is one of the connector's `modules` (by file name, wherever the package puts it)."""
-    return file.startswith("cdr_stream/") and file.rsplit("/", 1)[-1] in modules
+    """Whether `file` is one of the connector's `modules`, given by their path in the package."""
+    return file.startswith("cdr_stream/") and file.removeprefix("cdr_stream/") in modules
 
 
 #: Categories a sample takes when any frame of its stack matches: the transaction's own steps (begin,
 #: add partitions, end, their handlers, the offset record) even where the socket write is innermost.
 STACK_RULES: Final[list[Rule]] = [
     ("start-up imports", lambda file, fn: file.startswith("<frozen importlib")),
-    ("commit", lambda file, fn: ours(file, "state.py") or file == "aiokafka/producer/transaction_manager.py"),
+    ("commit", lambda file, fn: ours(file, "kafka/state.py") or file == "aiokafka/producer/transaction_manager.py"),
     ("commit", lambda file, fn: file.startswith("aiokafka/") and ("transaction" in fn.lower() or "txn" in fn.lower())),
 ]
 #: Otherwise, the category the innermost frame that names one gives (each frame tried against the rules in order).
 RULES: Final[list[Rule]] = [
-    ("serialize", lambda file, fn: ours(file, "records.py") and fn in {"dumps", "_encodable"}),
-    ("validate", lambda file, fn: ours(file, "records.py") and fn.startswith("RowValidator.")),
-    ("normalize", lambda file, fn: ours(file, "records.py")),
-    ("order the answer", lambda file, fn: ours(file, "answer_order.py")),
-    ("parse", lambda file, fn: ours(file, "parse.py", "textparse.py", "body.py") or file.startswith("ijson/")),
+    ("serialize", lambda file, fn: ours(file, "records/processor.py") and fn in {"dumps", "_encodable"}),
+    ("validate", lambda file, fn: ours(file, "records/processor.py") and fn.startswith("RowValidator.")),
+    ("normalize", lambda file, fn: ours(file, "records/processor.py")),
+    ("order the answer", lambda file, fn: ours(file, "answers/order.py")),
+    (
+        "parse",
+        lambda file, fn: (
+            ours(file, "answers/parse.py", "answers/text.py", "answers/formats.py") or file.startswith("ijson/")
+        ),
+    ),
     # The transaction's own code, not the events it sends (those are _send_events, the Kafka client).
-    ("commit", lambda file, fn: ours(file, "writer.py") and fn == "TransactionalWriter._transaction"),
-    ("Kafka client", lambda file, fn: file.startswith("aiokafka/") or ours(file, "writer.py")),
-    ("HTTP read", lambda file, fn: file.split("/")[0] in {"aiohttp", "yarl", "multidict"} or ours(file, "feed.py")),
+    ("commit", lambda file, fn: ours(file, "kafka/writer.py") and fn == "TransactionalWriter._transaction"),
+    ("Kafka client", lambda file, fn: file.startswith("aiokafka/") or ours(file, "kafka/writer.py")),
+    (
+        "HTTP read",
+        lambda file, fn: file.split("/")[0] in {"aiohttp", "yarl", "multidict"} or ours(file, "sources/http.py"),
+    ),
 ]
 ORDER: Final = (
     "HTTP read",
