@@ -304,7 +304,8 @@ class ReplayProgress:
                 "replayed": self.replayed,
                 "already_published": self.already_published,
                 "skipped": dict(self.skipped),
-                "still_failing": dict(self.still_failing),
+                # Plain strings: orjson takes no subclass of str (a DeadLetterRule) as a key.
+                "still_failing": {str(rule): count for rule, count in self.still_failing.items()},
                 "committed_at": utc_now_stamp(),
             }
         )

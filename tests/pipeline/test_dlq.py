@@ -199,7 +199,7 @@ def test_progress_survives_its_encoding_and_adds_up() -> None:
     identity = ReplayIdentity(FEED, ReplaySelection("pointer_row", 1, 100), "cdr.events")
     progress = ReplayProgress("run-1", 1)
     outcome = ChunkOutcome(replayed=3, already_published=1, skipped=Counter({SKIP_TRUNCATED: 1}))
-    outcome.still_failing["invalid_value"] = 2
+    outcome.still_failing[DeadLetterRule.INVALID_VALUE] = 2  # as replay_chunk counts them: by the rule itself
     progress = progress.add(outcome, 40).add(outcome, 55)
     assert (progress.last_id, progress.replayed, progress.already_published) == (55, 6, 2)
     assert (dict(progress.skipped), dict(progress.still_failing)) == ({"truncated": 2}, {"invalid_value": 4})
