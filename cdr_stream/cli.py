@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from cdr_stream import __version__
 from cdr_stream.commands import backfill, dlq, run, state, status, verify
-from cdr_stream.commands.common import EXIT_CONFIG, log
+from cdr_stream.commands.common import Exit, log
 from cdr_stream.config import load_settings
 from cdr_stream.errors import ConfigError
 from cdr_stream.ops.logs import configure_logging
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"cdr-stream: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
     for warning in settings.warnings():
         log.warning(warning)

@@ -14,8 +14,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
-from types import TracebackType
-from typing import Self
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
@@ -29,6 +27,7 @@ from cdr_stream.kafka.topics import prepare_topics
 from cdr_stream.kafka.writer import TransactionalWriter
 from cdr_stream.ops.logs import describe_error, quiet_abandoned_kafka_futures
 from cdr_stream.ops.progress import ProgressLog
+from cdr_stream.ops.service import Service
 from cdr_stream.pipeline.backoff import STARTUP_BACKOFF
 from cdr_stream.pipeline.observer import PollObserver
 from cdr_stream.pipeline.poller import FailurePolicy, FeedPoller
@@ -40,7 +39,7 @@ log = logging.getLogger(__name__)
 TransportFactory = Callable[[FeedSettings], FeedTransport]
 
 
-class Connector:
+class Connector(Service):
     def __init__(
         self,
         settings: Settings,
@@ -220,12 +219,3 @@ class Connector:
         for presence in self._presences:
             await presence.stop()
         log.info("connector stopped")
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

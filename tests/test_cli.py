@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cdr_stream.cli import build_parser, main
-from cdr_stream.commands.common import EXIT_CONFIG
+from cdr_stream.commands.common import Exit
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -22,27 +22,27 @@ def test_a_bad_config_exits_2_and_names_the_field(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[[feeds]]\nname = "hero"\nlogin = "812"\npassword = "x"\npoll_interval_seconds = "soon"\n')
     result = run_cli("run", "--config", str(config))
-    assert result.returncode == EXIT_CONFIG
+    assert result.returncode == Exit.CONFIG
     assert "feeds[0].url" in result.stderr
     assert "feeds[0].poll_interval_seconds" in result.stderr
 
 
 def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
-    assert main(["state", "show", "--config", str(tmp_path / "nope.toml")]) == EXIT_CONFIG
+    assert main(["state", "show", "--config", str(tmp_path / "nope.toml")]) == Exit.CONFIG
 
 
 def test_config_errors_never_print_the_password(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[[feeds]]\nname = "hero"\nurl = "gopher://x"\nlogin = "812"\npassword = "Hunter2-secret"\n')
     result = run_cli("run", "--config", str(config))
-    assert result.returncode == EXIT_CONFIG
+    assert result.returncode == Exit.CONFIG
     assert "Hunter2-secret" not in result.stderr + result.stdout
 
 
 def test_state_set_is_refused_for_an_unknown_feed(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[[feeds]]\nname = "hero"\nurl = "http://127.0.0.1:9/f"\nlogin = "1"\npassword = "p"\n')
-    assert main(["state", "set", "--config", str(config), "--feed", "other", "--last-id", "5"]) == EXIT_CONFIG
+    assert main(["state", "set", "--config", str(config), "--feed", "other", "--last-id", "5"]) == Exit.CONFIG
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_backfill_refuses_a_bad_window_with_exit_2_and_says_why(
     )
     feed = [] if "--feed" in options else ["--feed", "hero"]
     result = run_cli("backfill", "--config", str(config), *feed, *options)
-    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert result.returncode == Exit.CONFIG, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -107,7 +107,7 @@ def test_verify_refuses_an_unknown_feed_or_a_bad_expectation_with_exit_2(
 ) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[[feeds]]\nname = "hero"\nurl = "http://127.0.0.1:9/f"\nlogin = "1"\npassword = "p"\n')
-    assert main(["verify", "--config", str(config), *expect]) == EXIT_CONFIG
+    assert main(["verify", "--config", str(config), *expect]) == Exit.CONFIG
     assert message in capsys.readouterr().err
 
 
@@ -127,9 +127,9 @@ def test_dlq_replay_refuses_an_unknown_feed_or_an_empty_range_with_exit_2(
         '[[feeds]]\nname = "hero"\nurl = "http://127.0.0.1:9/f"\nlogin = "1"\npassword = "p"\n'
         '[kafka]\nbootstrap_servers = "127.0.0.1:1"\n'
     )
-    assert main(["dlq", "replay", "--config", str(config), *options]) == EXIT_CONFIG
+    assert main(["dlq", "replay", "--config", str(config), *options]) == Exit.CONFIG
     assert message in capsys.readouterr().err
-    assert main(["dlq", "show", "--config", str(config), "--feed", "other"]) == EXIT_CONFIG
+    assert main(["dlq", "show", "--config", str(config), "--feed", "other"]) == Exit.CONFIG
 
 
 def test_dlq_replay_arguments() -> None:

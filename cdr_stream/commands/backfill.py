@@ -6,27 +6,12 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from aiokafka.errors import KafkaError
-
-from cdr_stream.commands.common import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    add_config,
-    argument,
-    cancel_on_signals,
-    log,
-)
+from cdr_stream.commands.common import Commands, Exit, add_config, argument, log, run_to_end
 from cdr_stream.config import FeedSettings, Settings, TopicSettings
-from cdr_stream.errors import BackfillError, ConfigError, TopicSetupError
-from cdr_stream.ops.logs import describe_error
+from cdr_stream.errors import ConfigError
 from cdr_stream.ops.progress import BackfillReport
 from cdr_stream.pipeline.backfill import Backfill, BackfillWindow, parse_day, parse_hour, replay_topics
-
-if TYPE_CHECKING:
-    from cdr_stream.commands.common import Commands
 
 
 def add_to(commands: Commands) -> None:
@@ -61,7 +46,7 @@ def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
         topics = replay_topics(settings.topics, args.topic)
     except (ConfigError, ValueError) as exc:
         print(f"cdr-stream: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     if warning:
         log.warning("%s", warning)
     report = BackfillReport(sys.stderr if sys.stderr.isatty() else None)
@@ -76,16 +61,5 @@ async def _backfill(
     topics: TopicSettings,
     restart: bool,
 ) -> int:
-    cancel_on_signals()
-    try:
-        await Backfill(settings, feed, window, report, topics=topics, restart=restart).run()
-    except asyncio.CancelledError:
-        log.error("backfill stopped before its end; run the same command again to resume")
-        return EXIT_FAILED
-    except BackfillError as exc:
-        log.error("backfill stopped: %s", exc)
-        return EXIT_FAILED
-    except (TopicSetupError, KafkaError, OSError) as exc:
-        log.error("backfill failed: %s; run the same command again to resume", describe_error(exc))
-        return EXIT_FAILED
-    return EXIT_OK
+    run = Backfill(settings, feed, window, report, topics=topics, restart=restart)
+    return Exit.FAILED if await run_to_end(run) is None else Exit.OK

@@ -8,20 +8,37 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+from aiokafka.errors import KafkaError
+
+from cdr_stream.errors import RunError, TopicMissingError, TopicSetupError
+from cdr_stream.ops.logs import describe_error
+from cdr_stream.pipeline.runs import MarkedRun, ProgressT
 
 #: The commands' own logger (their lines read "cdr_stream: ...").
 log = logging.getLogger("cdr_stream")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_FENCED = 3
 
+class Exit(IntEnum):
+    """The exit status of a command."""
+
+    OK = 0
+    #: The work failed or found problems (the message says which).
+    FAILED = 1
+    #: The configuration or the command line is wrong.
+    CONFIG = 2
+    #: Every feed was taken over by another instance of the connector.
+    FENCED = 3
+
+
+# The subcommand table of the `cdr-stream` parser (argparse has no public name for its type).
 if TYPE_CHECKING:
-    #: The subcommand table of the `cdr-stream` parser (argparse has no public name for its type).
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Commands = argparse._SubParsersAction
 
 
 def add_config(parser: argparse.ArgumentParser) -> None:
@@ -65,3 +82,18 @@ def cancel_on_signals() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
+
+
+async def run_to_end(run: MarkedRun[ProgressT]) -> ProgressT | None:
+    """Run a backfill or a replay until its end, stopped by SIGTERM or SIGINT; its final progress, or None
+    (said in the log) when it stopped before its end. Running the same command again resumes it."""
+    cancel_on_signals()
+    try:
+        return await run.run()
+    except asyncio.CancelledError:
+        log.error("%s stopped before its end; run the same command again to resume", run.kind)
+    except RunError as exc:
+        log.error("%s stopped: %s", run.kind, exc)
+    except (TopicSetupError, TopicMissingError, KafkaError, OSError) as exc:
+        log.error("%s failed: %s; run the same command again to resume", run.kind, describe_error(exc))
+    return None

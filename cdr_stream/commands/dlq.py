@@ -6,28 +6,15 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
-from cdr_stream.commands.common import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    add_config,
-    argument,
-    cancel_on_signals,
-    log,
-    positive,
-)
+from cdr_stream.commands.common import Commands, Exit, add_config, argument, log, positive, run_to_end
 from cdr_stream.config import FeedSettings, Settings
-from cdr_stream.errors import ConfigError, DlqReplayError, TopicMissingError, TopicSetupError
+from cdr_stream.errors import ConfigError, TopicMissingError
 from cdr_stream.ops.logs import describe_error
 from cdr_stream.ops.metrics import ReplayMetrics
 from cdr_stream.pipeline.dlq import DlqReplay, ReplayLog, ReplayObservers, ReplaySelection, summarize_dead_letters
-
-if TYPE_CHECKING:
-    from cdr_stream.commands.common import Commands
 
 
 def add_to(commands: Commands) -> None:
@@ -70,7 +57,7 @@ def run_dlq(settings: Settings, args: argparse.Namespace) -> int:
         )
     except (ConfigError, ValueError) as exc:
         print(f"cdr-stream: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     if args.dlq_command == "show":
         return asyncio.run(_show_dead_letters(settings, feed))
     return asyncio.run(_replay_dead_letters(settings, feed, selection, args.chunk_size, args.metrics_file))
@@ -81,9 +68,9 @@ async def _show_dead_letters(settings: Settings, feed: FeedSettings) -> int:
         summary = await summarize_dead_letters(settings, feed.name)
     except (KafkaError, TopicMissingError, OSError) as exc:
         log.error("the dead-letter topic could not be read: %s", describe_error(exc))
-        return EXIT_FAILED
+        return Exit.FAILED
     print(summary.render(settings.secrets()))
-    return EXIT_OK
+    return Exit.OK
 
 
 async def _replay_dead_letters(
@@ -93,22 +80,14 @@ async def _replay_dead_letters(
     chunk_size: int | None,
     metrics_file: Path | None,
 ) -> int:
-    cancel_on_signals()
     metrics = ReplayMetrics(feed.name)
     replay = DlqReplay(settings, feed, selection, ReplayObservers(ReplayLog(), metrics), chunk_size=chunk_size)
     try:
-        progress = await replay.run()
-    except asyncio.CancelledError:
-        log.error("dead-letter replay stopped before its end; run the same command again to resume")
-        return EXIT_FAILED
-    except DlqReplayError as exc:
-        log.error("dead-letter replay stopped: %s", exc)
-        return EXIT_FAILED
-    except (TopicSetupError, TopicMissingError, KafkaError, OSError) as exc:
-        log.error("dead-letter replay failed: %s; run the same command again to resume", describe_error(exc))
-        return EXIT_FAILED
+        progress = await run_to_end(replay)
     finally:
         if metrics_file is not None:
             metrics.write(metrics_file)
+    if progress is None:
+        return Exit.FAILED
     print(f"feed {feed.name}: dead-letter replay {progress.run} ({selection.label}): {progress.summary()}")
-    return EXIT_OK
+    return Exit.OK

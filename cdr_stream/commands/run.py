@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import TYPE_CHECKING
 
 from cdr_stream.answers.order import TempSpace
-from cdr_stream.commands.common import EXIT_FAILED, EXIT_FENCED, EXIT_OK, add_config, log
+from cdr_stream.commands.common import Commands, Exit, add_config, log
 from cdr_stream.config import Settings
 from cdr_stream.connector import Connector
 from cdr_stream.errors import ConnectorError, EndpointError
@@ -17,9 +16,6 @@ from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.metrics import ConnectorMetrics
 from cdr_stream.ops.progress import ProgressLog
 from cdr_stream.pipeline.observer import ObserverGroup
-
-if TYPE_CHECKING:
-    from cdr_stream.commands.common import Commands
 
 
 def add_to(commands: Commands) -> None:
@@ -45,7 +41,7 @@ async def run_connector(settings: Settings) -> int:
         await endpoints.start()
     except EndpointError as exc:
         log.error("%s", exc)
-        return EXIT_FAILED
+        return Exit.FAILED
     try:
         await connector.start()
         await connector.wait()
@@ -60,11 +56,11 @@ async def run_connector(settings: Settings) -> int:
             else "every feed failed"
         )
         log.error("stopping: %s", why)
-        return EXIT_FENCED if exc.fenced else EXIT_FAILED
+        return Exit.FENCED if exc.fenced else Exit.FAILED
     except Exception as exc:
         log.error("stopping: %s", exc)
-        return EXIT_FAILED
+        return Exit.FAILED
     finally:
         await connector.stop()
         await endpoints.stop()
-    return EXIT_OK
+    return Exit.OK

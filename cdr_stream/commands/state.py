@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
-from cdr_stream.commands.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config, log
+from cdr_stream.commands.common import Commands, Exit, add_config, log
 from cdr_stream.config import Settings
 from cdr_stream.errors import ConfigError, StateReadError, TopicSetupError, WriteError
 from cdr_stream.kafka.presence import SESSION_TIMEOUT_MS, presence_group, running_members
@@ -17,9 +16,6 @@ from cdr_stream.kafka.topics import prepare_topics
 from cdr_stream.kafka.writer import TransactionalWriter
 from cdr_stream.ops.logs import describe_error
 from cdr_stream.records.processor import ProcessedChunk
-
-if TYPE_CHECKING:
-    from cdr_stream.commands.common import Commands
 
 
 def add_to(commands: Commands) -> None:
@@ -40,7 +36,7 @@ async def show_state(settings: Settings) -> int:
         offsets = await read_offsets(settings.kafka, settings.topics.state)
     except StateReadError as exc:
         log.error("%s", exc)
-        return EXIT_FAILED
+        return Exit.FAILED
     print(f"{'feed':<24} {'last_id':>14}  committed_at")
     for feed in settings.feeds:
         stored = offsets.get(feed.name)
@@ -50,7 +46,7 @@ async def show_state(settings: Settings) -> int:
             print(f"{feed.name:<24} {stored.last_id:>14}  {stored.committed_at or '-'}")
     for name in sorted(set(offsets) - {feed.name for feed in settings.feeds}):
         print(f"{name:<24} {offsets[name].last_id:>14}  (not in this configuration)")
-    return EXIT_OK
+    return Exit.OK
 
 
 async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
@@ -58,10 +54,10 @@ async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
         settings.feed(feed_name)
     except ConfigError as exc:
         print(f"cdr-stream: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     if last_id < 0:
         print("cdr-stream: --last-id must be >= 0", file=sys.stderr)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     members = await running_members(settings.kafka, feed_name)
     if members:
         print(
@@ -71,7 +67,7 @@ async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
             f"{SESSION_TIMEOUT_MS // 1000} s after it died.",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return Exit.FAILED
     # The feed's own transactional id: should a connector start unseen meanwhile, this fences it, so it
     # cannot overwrite the new offset with an older one.
     writer = TransactionalWriter(settings.kafka, settings.topics, feed_name)
@@ -82,8 +78,8 @@ async def set_state(settings: Settings, feed_name: str, last_id: int) -> int:
         await writer.commit(ProcessedChunk(), last_id)
     except (WriteError, StateReadError, TopicSetupError, KafkaError, TimeoutError) as exc:
         log.error("the offset was not changed: %s", describe_error(exc))
-        return EXIT_FAILED
+        return Exit.FAILED
     finally:
         await writer.stop()
     print(f"{feed_name}: last_id {before.last_id if before else '-'} -> {last_id}")
-    return EXIT_OK
+    return Exit.OK

@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import TYPE_CHECKING
 
-from cdr_stream.commands.common import EXIT_FAILED, EXIT_OK
+from cdr_stream.commands.common import Commands, Exit
 from cdr_stream.errors import StatusError
 from cdr_stream.ops.status import fetch_status, status_table, status_url
-
-if TYPE_CHECKING:
-    from cdr_stream.commands.common import Commands
 
 
 def add_to(commands: Commands) -> None:
@@ -37,6 +33,6 @@ async def print_status(url: str) -> int:
         status = await fetch_status(status_url(url))
     except StatusError as exc:
         print(f"cdr-stream: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.FAILED
     print(status_table(status))
-    return EXIT_OK if status.get("status") == "ok" else EXIT_FAILED
+    return Exit.OK if status.get("status") == "ok" else Exit.FAILED

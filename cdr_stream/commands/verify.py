@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
-from cdr_stream.commands.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_config, log
+from cdr_stream.commands.common import Commands, Exit, add_config, log
 from cdr_stream.config import Settings
 from cdr_stream.errors import ConfigError, ExpectationError, TopicMissingError
 from cdr_stream.ops.checker import Expectation, check_feed, parse_range, read_id_file
 from cdr_stream.ops.logs import describe_error
-
-if TYPE_CHECKING:
-    from cdr_stream.commands.common import Commands
 
 
 def add_to(commands: Commands) -> None:
@@ -45,11 +41,11 @@ async def verify_feed(settings: Settings, feed_name: str, expect_ids: Path | Non
             expectation = parse_range(expect_range)
     except (ConfigError, ExpectationError) as exc:
         print(f"cdr-stream: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     try:
         result = await check_feed(settings.kafka, settings.topics, feed_name, expectation)
     except (KafkaError, TopicMissingError, OSError) as exc:
         log.error("the check could not read the topics: %s", describe_error(exc))
-        return EXIT_FAILED
+        return Exit.FAILED
     print(result.summary())
-    return EXIT_OK if result.clean else EXIT_FAILED
+    return Exit.OK if result.clean else Exit.FAILED

@@ -7,8 +7,6 @@ They run on the connector's own event loop, so an answer from /healthz also prov
 from __future__ import annotations
 
 import logging
-from types import TracebackType
-from typing import Self
 
 import orjson
 from aiohttp import web
@@ -16,11 +14,12 @@ from aiohttp import web
 from cdr_stream.errors import EndpointError
 from cdr_stream.ops.health import FeedHealth, Verdict
 from cdr_stream.ops.metrics import CONTENT_TYPE, ConnectorMetrics
+from cdr_stream.ops.service import Service
 
 log = logging.getLogger(__name__)
 
 
-class Endpoints:
+class Endpoints(Service):
     def __init__(self, metrics: ConnectorMetrics, health: FeedHealth, host: str, port: int) -> None:
         self.metrics = metrics
         self.health = health
@@ -52,15 +51,6 @@ class Endpoints:
         if self._started:
             self._started = False
             await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

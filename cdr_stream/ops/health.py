@@ -21,7 +21,7 @@ make Kafka come back sooner. A feed stopped for good is left out: the process li
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -100,10 +100,6 @@ class FeedHealth(PollObserver):
             )
             for feed in settings.feeds
         }
-
-    @property
-    def feeds(self) -> Sequence[str]:
-        return list(self._feeds)
 
     def is_ready(self, feed: str) -> bool:
         return self._feeds[feed].ready

@@ -14,7 +14,6 @@ no page size is assumed; an hour that repeats at a daylight-saving change comes 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from contextlib import aclosing
@@ -29,7 +28,7 @@ from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import FeedSettings, Settings, TopicSettings, format_validation_error
 from cdr_stream.errors import BackfillError, ConfigError, FailureReason
 from cdr_stream.kafka.state import utc_now_stamp
-from cdr_stream.pipeline.runs import MarkedRun
+from cdr_stream.pipeline.runs import MarkedRun, RunKey
 from cdr_stream.records.processor import ProcessedChunk, RecordProcessor
 from cdr_stream.sources.http import FeedClient, FeedTransport, FeedWindow
 
@@ -108,30 +107,20 @@ class BackfillWindow:
 
 
 @dataclass(frozen=True, slots=True)
-class RunIdentity:
+class RunIdentity(RunKey):
     """What makes two backfill commands the same run: the feed, the window and the destination topic."""
 
+    key_prefix = "backfill"
     feed: str
     window: BackfillWindow
     topic: str
 
-    @property
-    def digest(self) -> str:
-        window = self.window
-        text = f"{self.feed}\n{window.first}\n{window.last}\n{window.hour}\n{self.topic}"
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    @property
-    def state_key(self) -> str:
-        # A '/' keeps it apart from the feeds' offsets: no feed name can hold one.
-        return f"backfill/{self.feed}/{self.digest}"
+    def _identity(self) -> tuple[object, ...]:
+        return (self.window.first, self.window.last, self.window.hour)
 
     @property
     def id_suffix(self) -> str:
         return f"backfill-{self.digest}"
-
-    def run_id(self, generation: int) -> str:
-        return f"{self.feed}-{self.digest}-{generation}"
 
 
 @dataclass(frozen=True, slots=True)

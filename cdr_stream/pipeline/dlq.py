@@ -16,7 +16,6 @@ the feed's connector runs: it has a transactional id of its own and never touche
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,7 +32,7 @@ from cdr_stream.kafka.state import utc_now_stamp
 from cdr_stream.ops.checker import IdSet
 from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.pipeline.loop import RetryObserver
-from cdr_stream.pipeline.runs import MarkedRun
+from cdr_stream.pipeline.runs import MarkedRun, RunKey
 from cdr_stream.records.processor import (
     FUTURE_TOLERANCE,
     HEADER_FEED,
@@ -239,26 +238,17 @@ class ReplaySelection:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayIdentity:
+class ReplayIdentity(RunKey):
     """What makes two replay commands the same run: the feed, the selection and the events topic."""
 
+    key_prefix = "dlq-replay"
+    run_prefix = "dlq-"
     feed: str
     selection: ReplaySelection
     topic: str
 
-    @property
-    def digest(self) -> str:
-        selection = self.selection
-        text = f"{self.feed}\n{selection.rule}\n{selection.from_id}\n{selection.to_id}\n{self.topic}"
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    @property
-    def state_key(self) -> str:
-        # A '/' keeps it apart from the feeds' offsets; the prefix from a backfill's progress.
-        return f"dlq-replay/{self.feed}/{self.digest}"
-
-    def run_id(self, generation: int) -> str:
-        return f"dlq-{self.feed}-{self.digest}-{generation}"
+    def _identity(self) -> tuple[object, ...]:
+        return (self.selection.rule, self.selection.from_id, self.selection.to_id)
 
 
 #: One per feed, whatever the selection: two replays of a feed fence each other, never publish side by side.

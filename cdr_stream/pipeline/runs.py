@@ -10,9 +10,10 @@ same command afterwards resumes from the last commit.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from cdr_stream.config import FeedSettings, Settings, TopicSettings
 from cdr_stream.errors import CdrStreamError, RunError, WriterFenced
@@ -33,6 +34,34 @@ class RunProgress(Protocol):
 
 
 ProgressT = TypeVar("ProgressT", bound=RunProgress)
+
+
+class RunKey:
+    """Names a run in Kafka from a digest of what makes two commands the same run: the feed, what the
+    subclass adds (`_identity`), and the destination topic."""
+
+    __slots__ = ()
+    #: The first part of the run's key in the state topic; a '/' keeps it apart from the feeds' offsets.
+    key_prefix: ClassVar[str]
+    #: What the run's id (the cdr-replay header) starts with.
+    run_prefix: ClassVar[str] = ""
+    feed: str
+    topic: str
+
+    def _identity(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    @property
+    def digest(self) -> str:
+        text = "\n".join(str(part) for part in (self.feed, *self._identity(), self.topic))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def state_key(self) -> str:
+        return f"{self.key_prefix}/{self.feed}/{self.digest}"
+
+    def run_id(self, generation: int) -> str:
+        return f"{self.run_prefix}{self.feed}-{self.digest}-{generation}"
 
 
 class MarkedRun(ABC, Generic[ProgressT]):

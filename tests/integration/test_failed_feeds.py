@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
-from cdr_stream.commands.common import EXIT_FAILED
+from cdr_stream.commands.common import Exit
 from cdr_stream.config import KafkaSettings, Settings, TopicSettings
 from cdr_stream.connector import Connector
 from cdr_stream.kafka.presence import running_members
@@ -159,7 +159,7 @@ async def test_a_refused_login_fails_one_feed_of_three_which_heals_when_its_pass
         await get(port, probe)
     shown = run_status_command(port)
     print(shown.stdout)
-    assert shown.returncode == EXIT_FAILED, shown.stderr
+    assert shown.returncode == Exit.FAILED, shown.stderr
     assert re.search(
         r"^bad\s+failed \(auth\)\s+0\s+-\s+\d+\s+\S+\s+\S+ auth: the feed refused login", shown.stdout, re.M
     )
@@ -251,7 +251,7 @@ async def test_when_every_feed_has_failed_the_process_exits_1_with_one_line_per_
     )
     code = await asyncio.to_thread(first.process.wait, 2 * RIVAL_CHECK_SECONDS + 30)
     output = first.output()
-    assert code == EXIT_FAILED, output[-3000:]
+    assert code == Exit.FAILED, output[-3000:]
     for name in ("refused", "denied"):
         assert len(sims[name].requests) == 2, "given up after give_up_after_attempts attempts"
         assert re.search(rf"feed {name} failed \(auth\): the feed refused login 'demo' \(HTTP 401", output)
@@ -308,7 +308,7 @@ async def test_with_exit_when_any_feed_fails_one_refused_login_stops_every_feed_
     process = ConnectorProcess.start(
         write_config(tmp_path / "c.toml", settings, password_files=files), tmp_path / "c.log"
     )
-    assert await asyncio.to_thread(process.process.wait, 60) == EXIT_FAILED, process.tail()
+    assert await asyncio.to_thread(process.process.wait, 60) == Exit.FAILED, process.tail()
     output = process.output()
     assert len(sims["bad"].requests) == 1, "not retried"
     assert re.search(r"feed bad failed \(auth\): the feed refused login 'demo'", output)

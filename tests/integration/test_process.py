@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cdr_stream.commands.common import EXIT_FENCED
+from cdr_stream.commands.common import Exit
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.connector import Connector
 from cdr_stream.kafka.state import read_offsets
@@ -68,7 +68,7 @@ async def test_a_second_instance_fences_the_first_during_catch_up_which_exits_3(
         await first.wait_offset(1)
         second = ConnectorProcess.start(path, tmp_path / "second.log")
         # The first learns it was fenced at its next commit, mid catch-up.
-        assert await asyncio.to_thread(first.process.wait, 60) == EXIT_FENCED, first.tail()
+        assert await asyncio.to_thread(first.process.wait, 60) == Exit.FENCED, first.tail()
         assert fenced_line(topics) in first.output()
         assert (first.offset() or 0) < sim.max_id
         await second.wait_offset(sim.max_id, timeout=120)
@@ -88,7 +88,7 @@ async def test_an_idle_fenced_instance_stops_without_waiting_for_new_rows(
         await second.wait_offset(sim.max_id)  # fenced the first, has nothing to do
         fenced_at = time.monotonic()
         limit = 2 * RIVAL_CHECK_SECONDS + 10  # a check to see the second member, one more, and slack
-        assert await asyncio.to_thread(first.process.wait, limit) == EXIT_FENCED, first.tail()
+        assert await asyncio.to_thread(first.process.wait, limit) == Exit.FENCED, first.tail()
         print(f"the idle zombie stopped {time.monotonic() - fenced_at:.1f} s after it was fenced")
         assert fenced_line(topics) in first.output()
         assert second.process.poll() is None, second.tail()

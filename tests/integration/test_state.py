@@ -84,7 +84,7 @@ async def test_an_aborted_tail_and_an_open_transaction_are_not_read(
 
 
 async def test_state_set_works_before_the_connector_ever_ran(kafka: KafkaSettings, topics: TopicSettings) -> None:
-    from cdr_stream.commands.common import EXIT_OK
+    from cdr_stream.commands.common import Exit
     from cdr_stream.commands.state import set_state
     from cdr_stream.config import parse_settings
 
@@ -96,5 +96,5 @@ async def test_state_set_works_before_the_connector_ever_ran(kafka: KafkaSetting
         },
         {},
     )
-    assert await set_state(settings, "fresh", 41) == EXIT_OK
+    assert await set_state(settings, "fresh", 41) == Exit.OK
     assert (await read_offsets(kafka, topics.state))["fresh"].last_id == 41

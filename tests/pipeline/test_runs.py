@@ -138,3 +138,22 @@ async def test_a_run_taken_over_by_another_process_says_so() -> None:
     with pytest.raises(RunError, match="another process took over this run"):
         await run.run()
     assert kafka.event_ids == []
+
+
+def test_the_names_a_run_stores_in_kafka_stay_as_earlier_versions_made_them() -> None:
+    # A run resumes from the progress stored under its key: a changed digest would start it over.
+    from datetime import date
+
+    from cdr_stream.pipeline.backfill import BackfillWindow, RunIdentity
+    from cdr_stream.pipeline.dlq import ReplayIdentity, ReplaySelection
+
+    hour = RunIdentity("f", BackfillWindow(date(2023, 4, 2), date(2023, 4, 2), 5), "cdr.events")
+    week = RunIdentity("f", BackfillWindow(date(2023, 4, 2), date(2023, 4, 9)), "cdr.events")
+    replay = ReplayIdentity("f", ReplaySelection("invalid_value", 3, None), "cdr.events")
+    assert (hour.state_key, hour.id_suffix, hour.run_id(2)) == (
+        "backfill/f/8872cd3f3610",
+        "backfill-8872cd3f3610",
+        "f-8872cd3f3610-2",
+    )
+    assert week.state_key == "backfill/f/5763a8bcbc05"
+    assert (replay.state_key, replay.run_id(2)) == ("dlq-replay/f/b005d173521e", "dlq-f-b005d173521e-2")
