@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -48,6 +49,11 @@ class CommitUncertain(WriteError):
 
 class WriterFenced(WriteError):
     """Another process took over this feed's transactional id; this one must stop writing."""
+
+
+class TransactionTimedOut(WriteError):
+    """The broker aborted the transaction after transaction.timeout.ms and bumped the producer's epoch: the
+    producer is refused as fenced, but no other instance is implied. Rebuild and re-read the state."""
 
 
 Headers = Sequence[tuple[str, bytes]]
@@ -128,6 +134,7 @@ class TransactionalWriter:
         producer = self._producer
         if producer is None:
             raise WriteError("the writer is not started")
+        began = time.monotonic()
         try:
             async with asyncio.timeout(self._kafka.commit_timeout_seconds):
                 await self._transaction(producer, chunk, (state_key.encode(), state_value), headers)
@@ -136,6 +143,14 @@ class TransactionalWriter:
                 f"the transaction did not complete within {self._kafka.commit_timeout_seconds:g} s"
             ) from None
         except ProducerFenced:
+            # Kafka fences alike a producer whose epoch a newer instance took and one whose transaction it
+            # aborted on timeout; the coordinator's clock starts after `began`, so a younger transaction
+            # cannot have timed out.
+            if time.monotonic() - began >= self._kafka.transaction_timeout_ms / 1000:
+                raise TransactionTimedOut(
+                    f"the broker aborted the transaction after transaction.timeout.ms "
+                    f"({self._kafka.transaction_timeout_ms} ms) and fenced this producer"
+                ) from None
             raise WriterFenced(
                 f"another instance took over transactional id {self.transactional_id!r}; this one stops"
             ) from None
