@@ -328,7 +328,7 @@ class TopicSettings(_Model):
     replication_factor: int | None = Field(
         default=None,
         ge=1,
-        description="replication of created topics; unset: 3 (fewer on a smaller cluster), or the cluster's default.replication.factor if higher",
+        description="replication of created topics; unset: 3, fewer on a smaller cluster, more if the cluster default",
     )
 
     @model_validator(mode="after")
