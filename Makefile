@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down bench bench-parse clean
+.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down cluster-up cluster-down bench bench-parse clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench      catch-up benchmark: 1,000,000 records into the local broker"
 	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
+	@echo "make cluster-up / cluster-down   the three-broker Kafka cluster of the cluster and network fault tests"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,7 @@ kube-tools-background:
 test: kube-tools-background lint typecheck ops-check
 	dev/kafka/broker fetch
 	dev/sshd/install
+	dev/toxiproxy/install
 	$(BIN)/pytest
 
 test-unit: venv
@@ -70,8 +72,15 @@ kafka-up: venv
 kafka-down:
 	dev/kafka/broker stop
 
+cluster-up: venv
+	dev/kafka/cluster start
+
+cluster-down:
+	dev/kafka/cluster stop
+
 clean:
 	dev/kafka/broker stop || true
+	dev/kafka/cluster stop || true
 	dev/container/engine stop || true
 	dev/kube/cluster stop || true
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
