@@ -73,7 +73,6 @@ async def test_kill_9_of_an_events_leader_mid_transaction(
         print(f"killed node {leader}, leader of {cluster_topics.events}[{events[0]}], mid-transaction")
         await cluster.start(leader)
         assert connector.process.poll() is None, connector.tail()
-        assert (connector.offset() or 0) < sim.max_id, "the kill must land in the catch-up"
         await finish_clean(connector, cluster.kafka, cluster_topics, sim.max_id)
 
 
@@ -93,7 +92,6 @@ async def test_kill_9_of_the_transaction_coordinator_mid_transaction(
         print(f"killed node {coordinator}, the transaction coordinator, mid-transaction")
         await cluster.start(coordinator)
         assert connector.process.poll() is None, connector.tail()
-        assert (connector.offset() or 0) < sim.max_id, "the kill must land in the catch-up"
         await finish_clean(connector, cluster.kafka, cluster_topics, sim.max_id)
 
 
@@ -103,11 +101,11 @@ async def test_a_rolling_restart_of_all_three_during_catch_up(
     async with FeedSimulator(catch_up_feed(30)) as sim:
         connector = await connector_streaming(cluster.kafka, cluster_topics, sim, tmp_path)
         for node in NODES:
+            assert (connector.offset() or 0) < sim.max_id, f"node {node}'s restart must begin in the catch-up"
             await cluster.stop(node)
             await cluster.start(node)
             assert connector.process.poll() is None, connector.tail()
         print(f"rolling restart done at offset {connector.offset()} of {sim.max_id}")
-        assert (connector.offset() or 0) < sim.max_id, "the restarts must land in the catch-up"
         await finish_clean(connector, cluster.kafka, cluster_topics, sim.max_id)
 
 
