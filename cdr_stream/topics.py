@@ -66,9 +66,9 @@ async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> No
 
 
 async def default_replication(admin: AIOKafkaAdminClient) -> int:
-    """3, or fewer on a smaller cluster; or the cluster's default.replication.factor when higher. Counted
-    over the brokers up now, so with one of three down it would be 2 for good: the cluster's own default
-    (3 on a cluster set up for it) keeps the replication the topics are meant to have."""
+    """The replication of created topics when unset: 3, fewer on a smaller cluster, more when the cluster's
+    default.replication.factor says so. The count is of the brokers up now, so alone it would give a topic
+    created while one of three is down two replicas for good; the cluster's default keeps it at three."""
     brokers = (await admin.describe_cluster())["brokers"]
     resource = ConfigResource(
         ConfigResourceType.BROKER, str(brokers[0]["node_id"]), {"default.replication.factor": None}
