@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down bench bench-parse bench-peers bench-venv clean
+.PHONY: help venv lint typecheck ops-check image engine-down kube-tools-background test test-unit demo kafka-up kafka-down cluster-up cluster-down bench bench-parse bench-peers bench-venv clean
 
 help:
 	@echo "make demo       broker + live simulated feed + connector, progress until Ctrl-C"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-parse  parse rows/s and peak memory of each answer format (json, csv, txt, pipe)"
 	@echo "make bench-peers  cdr-stream beside plain confluent-kafka and aiokafka scripts and Kafka's producer benchmark"
 	@echo "make kafka-up / kafka-down   the local Kafka broker"
+	@echo "make cluster-up / cluster-down   the three-broker Kafka cluster of the cluster and network fault tests"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,7 @@ kube-tools-background:
 test: kube-tools-background lint typecheck ops-check
 	dev/kafka/broker fetch
 	dev/sshd/install
+	dev/toxiproxy/install
 	$(BIN)/pytest
 
 test-unit: venv
@@ -83,8 +85,15 @@ kafka-up: venv
 kafka-down:
 	dev/kafka/broker stop
 
+cluster-up: venv
+	dev/kafka/cluster start
+
+cluster-down:
+	dev/kafka/cluster stop
+
 clean:
 	dev/kafka/broker stop || true
+	dev/kafka/cluster stop || true
 	dev/container/engine stop || true
 	dev/kube/cluster stop || true
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

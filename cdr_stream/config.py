@@ -329,7 +329,7 @@ class TopicSettings(_Model):
     replication_factor: int | None = Field(
         default=None,
         ge=1,
-        description="replication of created topics; unset: 3, or fewer on a smaller cluster",
+        description="replication of created topics; unset: 3, fewer on a smaller cluster, more if the cluster default",
     )
 
     @model_validator(mode="after")

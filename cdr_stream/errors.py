@@ -160,6 +160,11 @@ class WriterFenced(WriteError):
     reason = FailureReason.FENCED
 
 
+class TransactionTimedOut(WriteError):
+    """The broker aborted the transaction after transaction.timeout.ms and bumped the producer's epoch: the
+    producer is refused as fenced, but no other instance is implied. Rebuild and re-read the state."""
+
+
 class StateReadError(CdrStreamError):
     """The state topic could not be read to its end."""
 

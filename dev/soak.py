@@ -1,6 +1,13 @@
-"""Soak: many kill -9 runs of the connector process, each judged by the checker.
+"""Soak: many kill -9 runs of the connector process, or an hour of mixed faults, judged by the checker.
 
     .venv/bin/python dev/soak.py kill [--runs 200] [--seed N] [--workdir DIR]
+    .venv/bin/python dev/soak.py chaos [--minutes 60] [--seed N] [--workdir DIR]
+
+chaos: one connector process on the three-broker cluster (dev/kafka/cluster), reaching the brokers and the
+feed through Toxiproxy (dev/toxiproxy/install), while connector kills, broker kills and restarts, network
+faults and feed growth land at random (tests/integration/chaos.py); then the feed is finished and judged.
+It prints the seed, a line per fault, and a table: faults by kind, records, lost, duplicated, the longest
+stall and the recovery time after each kind of fault. Exit code 0 only if the checker found nothing.
 
 Each run (tests/integration/harness.py) starts a simulated feed and `cdr-stream run` on fresh topics,
 kills the process with kill -9 at a random moment (half of the runs aim at an open transaction),
@@ -28,8 +35,11 @@ REPO: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the harness lives with the integration tests
 
 from cdr_stream.config import KafkaSettings  # noqa: E402 - after the path set-up above
+from tests.integration.chaos import chaos_soak  # noqa: E402
+from tests.integration.cluster import Cluster, cluster_base_port  # noqa: E402
 from tests.integration.harness import CATCHING_UP, CAUGHT_UP, STARTING, KillRun, kill_run  # noqa: E402
 from tests.integration.support import delete_topics, fresh_topics, kill_leftovers  # noqa: E402
+from tests.integration.toxiproxy import Toxiproxy  # noqa: E402
 
 BROKER: Final = REPO / "dev" / "kafka" / "broker"
 
@@ -90,18 +100,49 @@ async def soak_kill(kafka: KafkaSettings, runs: int, seed: int, workdir: Path) -
     return 0 if done and all(run.clean for run in done) else 1
 
 
+async def soak_chaos(minutes: float, seed: int, workdir: Path) -> int:
+    cluster = Cluster(cluster_base_port())
+    print(f"chaos soak: {minutes:g} minutes, seed {seed} (replay: --seed {seed}), work dir {workdir}", flush=True)
+    await cluster.arun("start")
+    toxiproxy = Toxiproxy.start(cluster.spare_port, workdir / "toxiproxy.log")
+    topics = fresh_topics("chaos")
+    try:
+        report = await chaos_soak(
+            cluster, toxiproxy, topics, minutes, seed, workdir, lambda line: print(line, flush=True)
+        )
+    finally:
+        kill_leftovers()
+        toxiproxy.stop()
+    print(report.table())
+    for exit_line in report.unexpected_exits:
+        print(f"unexpected exit: {exit_line}")
+    if report.clean:
+        await delete_topics(cluster.kafka, topics)
+    else:
+        print(f"topics kept: {topics.events}, {topics.dead_letter}, {topics.state}")
+        assert report.result is not None
+        print(report.result.summary())
+    print(f"the cluster keeps running: dev/kafka/cluster stop (KAFKA_CLUSTER_PORT={cluster.base_port})")
+    return 0 if report.clean else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="dev/soak.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     kill = commands.add_parser("kill", help="kill -9 runs judged by the checker")
     kill.add_argument("--runs", type=int, default=200, help="number of runs (default %(default)s)")
-    kill.add_argument("--seed", type=int, default=None, help="base seed; each run's seed follows from it")
-    kill.add_argument("--workdir", type=Path, default=None, help="where configs and logs go (default: a temp dir)")
+    chaos = commands.add_parser("chaos", help="mixed faults on the three-broker cluster, judged by the checker")
+    chaos.add_argument("--minutes", type=float, default=60, help="how long faults are injected (default %(default)s)")
+    for command in (kill, chaos):
+        command.add_argument("--seed", type=int, default=None, help="base seed; everything random follows from it")
+        command.add_argument("--workdir", type=Path, default=None, help="configs and logs (default: a temp dir)")
     args = parser.parse_args()
-    kafka = KafkaSettings(bootstrap_servers=start_broker())
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cdr-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.command == "chaos":
+        return asyncio.run(soak_chaos(args.minutes, seed, workdir))
+    kafka = KafkaSettings(bootstrap_servers=start_broker())
     return asyncio.run(soak_kill(kafka, args.runs, seed, workdir))
 
 

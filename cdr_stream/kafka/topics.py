@@ -35,7 +35,7 @@ async def prepare_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:
 
 async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> None:
     existing = set(await admin.list_topics())
-    replication = topics.replication_factor or min(3, len((await admin.describe_cluster())["brokers"]))
+    replication = topics.replication_factor or await default_replication(admin)
     retention = {"retention.ms": str(topics.retention_ms)}
     wanted = [
         NewTopic(topics.events, topics.events_partitions, replication, topic_configs=retention),
@@ -62,6 +62,23 @@ async def ensure_topics(admin: AIOKafkaAdminClient, topics: TopicSettings) -> No
     await warn_on_time_retention(admin, topics.events)
 
 
+async def default_replication(admin: AIOKafkaAdminClient) -> int:
+    """The replication of created topics when unset: 3, fewer on a smaller cluster, more when the cluster's
+    default.replication.factor says so. The count is of the brokers up now, so alone it would give a topic
+    created while one of three is down two replicas for good; the cluster's default keeps it at three."""
+    brokers = (await admin.describe_cluster())["brokers"]
+    resource = ConfigResource(
+        ConfigResourceType.BROKER, str(brokers[0]["node_id"]), {"default.replication.factor": None}
+    )
+    configured = 1
+    for response in await admin.describe_configs([resource]):
+        for _code, _message, _type, _name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "default.replication.factor" and entry[1]:
+                    configured = int(entry[1])
+    return max(configured, min(3, len(brokers)))
+
+
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
     """CreateTopics answers before every partition has a leader; writing earlier fails needlessly."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -78,15 +95,28 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
         await asyncio.sleep(0.2)
 
 
-async def topic_config(admin: AIOKafkaAdminClient, name: str, keys: list[str]) -> dict[str, str | None]:
+async def topic_config(
+    admin: AIOKafkaAdminClient, name: str, keys: list[str], timeout: float = 15.0
+) -> dict[str, str | None]:
+    """The topic's values of `keys`. On a cluster, the broker asked may not know a topic created a moment
+    ago (UNKNOWN_TOPIC_OR_PARTITION) while another already leads it: asked again until it does."""
     resource = ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(keys))
-    found: dict[str, str | None] = dict.fromkeys(keys)
-    for response in await admin.describe_configs([resource]):
-        for described in response.resources:
-            for entry in described[4]:  # (name, value, read_only, ...)
-                if entry[0] in found:
-                    found[entry[0]] = entry[1]
-    return found
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found: dict[str, str | None] = dict.fromkeys(keys)
+        errors: list[str] = []
+        for response in await admin.describe_configs([resource]):
+            for error_code, error_message, _type, _name, entries in response.resources:
+                if error_code:
+                    errors.append(f"error {error_code} {error_message or ''}".strip())
+                for entry in entries:  # (name, value, read_only, ...)
+                    if entry[0] in found:
+                        found[entry[0]] = entry[1]
+        if not errors:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopicSetupError(f"cannot read the configuration of topic {name!r}: {'; '.join(errors)}")
+        await asyncio.sleep(0.2)
 
 
 async def check_state_topic(admin: AIOKafkaAdminClient, name: str) -> None:

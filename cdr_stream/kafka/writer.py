@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -16,7 +17,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 
 from cdr_stream.config import KafkaSettings, TopicSettings
-from cdr_stream.errors import CommitUncertain, WriteError, WriterFenced
+from cdr_stream.errors import CommitUncertain, TransactionTimedOut, WriteError, WriterFenced
 from cdr_stream.kafka.base import Headers
 from cdr_stream.kafka.clients import connection_options
 from cdr_stream.kafka.state import FilesPosition, StoredOffset
@@ -114,6 +115,7 @@ class TransactionalWriter:
         producer = self._producer
         if producer is None:
             raise WriteError("the writer is not started")
+        began = time.monotonic()
         try:
             async with asyncio.timeout(self._kafka.commit_timeout_seconds):
                 await self._transaction(producer, chunk, (state_key.encode(), state_value), headers)
@@ -122,6 +124,14 @@ class TransactionalWriter:
                 f"the transaction did not complete within {self._kafka.commit_timeout_seconds:g} s"
             ) from None
         except ProducerFenced:
+            # Kafka fences alike a producer whose epoch a newer instance took and one whose transaction it
+            # aborted on timeout; the coordinator's clock starts after `began`, so a younger transaction
+            # cannot have timed out.
+            if time.monotonic() - began >= self._kafka.transaction_timeout_ms / 1000:
+                raise TransactionTimedOut(
+                    f"the broker aborted the transaction after transaction.timeout.ms "
+                    f"({self._kafka.transaction_timeout_ms} ms) and fenced this producer"
+                ) from None
             raise WriterFenced(
                 f"another instance took over transactional id {self.transactional_id!r}; this one stops"
             ) from None

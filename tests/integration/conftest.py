@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cdr_stream.config import KafkaSettings, TopicSettings
+from tests.integration.cluster import Cluster, ClusterError, cluster_base_port
 from tests.integration.sshd import SshdError, SshServer, start_sshd, stop_sshd
 from tests.integration.support import delete_topics, fresh_topics, kill_leftovers
 
@@ -79,3 +80,32 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 def _no_connector_outlives_its_test() -> Iterator[None]:
     yield
     kill_leftovers()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[Cluster]:
+    """The three-broker cluster (dev/kafka/cluster), started for the session; fails, never skips."""
+    cluster = Cluster(cluster_base_port())
+    try:
+        cluster.run("start")
+    except (ClusterError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"the Kafka cluster could not be started: {exc}", pytrace=False)
+    yield cluster
+    if not os.environ.get("CDR_STREAM_KEEP_BROKER"):
+        cluster.run("stop")
+
+
+@pytest.fixture
+async def cluster(kafka_cluster: Cluster) -> AsyncIterator[Cluster]:
+    """The cluster with every node running at the start of the test and again after it."""
+    await kafka_cluster.start_all()
+    yield kafka_cluster
+    await kafka_cluster.start_all()
+
+
+@pytest.fixture
+async def cluster_topics(kafka_cluster: Cluster) -> AsyncIterator[TopicSettings]:
+    topics = fresh_topics()
+    yield topics
+    await kafka_cluster.start_all()
+    await delete_topics(kafka_cluster.kafka, topics)

@@ -107,15 +107,19 @@ def run_plan(seed: int) -> RunPlan:
 _AIM_SECONDS = 3.0
 
 
-async def _aim_at_a_transaction(victim: ConnectorProcess, probe: TransactionProbe, rng: random.Random) -> None:
-    """Freeze the process at random moments until one finds a transaction open (or time is up)."""
-    deadline = time.monotonic() + _AIM_SECONDS
+async def aim_at_a_transaction(
+    victim: ConnectorProcess, probe: TransactionProbe, rng: random.Random, seconds: float = _AIM_SECONDS
+) -> list[str]:
+    """Freeze the process at random moments until one finds a transaction open (or time is up): the
+    partitions holding its records, the process left frozen (SIGSTOP); or [] and the process running."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and victim.process.poll() is None:
         os.kill(victim.pid, signal.SIGSTOP)
-        if await probe.open_partitions():
-            return  # frozen mid-transaction: the kill lands there
+        if found := await probe.open_partitions():
+            return found  # frozen mid-transaction: the fault lands there
         os.kill(victim.pid, signal.SIGCONT)
         await asyncio.sleep(rng.uniform(0.0, 0.05))
+    return []
 
 
 async def _open_transaction(kafka: KafkaSettings, topics: TopicSettings) -> tuple[str, ...]:
@@ -139,7 +143,7 @@ async def kill_run(kafka: KafkaSettings, topics: TopicSettings, seed: int, workd
             await victim.wait_offset(0)  # streaming: the topics exist
             await asyncio.sleep(plan.kill_after)
             async with TransactionProbe(kafka, topics) as probe:
-                await _aim_at_a_transaction(victim, probe, plan.rng)
+                await aim_at_a_transaction(victim, probe, plan.rng)
         else:
             await asyncio.sleep(plan.kill_after)
         killed_after = time.monotonic() - victim_started

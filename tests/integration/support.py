@@ -337,3 +337,31 @@ class TransactionProbe:
     async def open_partitions(self) -> list[str]:
         high, stable = [await consumer.end_offsets(self._tps) for consumer in self._consumers]
         return [f"{tp.topic}[{tp.partition}]" for tp in self._tps if high[tp] > stable[tp]]
+
+
+async def connector_streaming(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    sim: FeedSimulator,
+    workdir: Path,
+    feed: dict[str, Any] | None = None,
+    **kafka_settings: Any,
+) -> ConnectorProcess:
+    """A `cdr-stream run` process (transactions of 100 rows unless `feed` says otherwise), once it has
+    committed something. `kafka_settings` override the test defaults (bootstrap, timeouts)."""
+    settings = settings_for(sim, kafka, topics, **{"max_rows_per_transaction": 100, **(feed or {})})
+    if kafka_settings:
+        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update=kafka_settings)})
+    connector = ConnectorProcess.start(write_config(workdir / "c.toml", settings), workdir / "connector.log")
+    await connector.wait_offset(1)
+    return connector
+
+
+async def finish_clean(
+    connector: ConnectorProcess, judge: KafkaSettings, topics: TopicSettings, last_id: int, timeout: float = 180
+) -> CheckResult:
+    """The running connector reaches `last_id`, stops with exit 0, and the checker (reading through `judge`)
+    finds every ID exactly once, in order, with the offset at the last ID."""
+    await connector.wait_offset(last_id, timeout=timeout)
+    assert await connector.stop(timeout=15) == 0, connector.tail()
+    return await assert_clean(judge, topics, IdRange(1, last_id))
