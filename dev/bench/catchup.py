@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
@@ -719,30 +719,40 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
         await sim.child.terminate()
 
 
-def main() -> int:
-    args = parse_args()
+def run_in_workdir(prefix: str, work: Callable[[Path], bool], *, keep: bool = False) -> int:
+    """Run `work` in a fresh directory: its exit status, 130 on Ctrl-C or SIGTERM. The directory is removed
+    when `work` says all went well (unless `keep`), otherwise named for its logs and configs."""
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the children and delete the topics.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    workdir = Path(tempfile.mkdtemp(prefix="cdr-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     ok = False
     try:
-        code = code_version()
-        results = asyncio.run(bench(args, workdir))
-        if code_version() != code:
-            code += f" (now {code_version()}: the code changed during the runs)"
-        print_table(results, broker_version(broker_pid()), code)
-        ok = all(not r.problems for r in results)
+        ok = work(workdir)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("benchmark interrupted (its children are stopped)", file=sys.stderr)
         return 130
     finally:
-        if ok and not args.keep_logs:
+        if ok and not keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"logs and configs: {workdir}", file=sys.stderr)
     return 0 if ok else 1
+
+
+def main() -> int:
+    args = parse_args()
+
+    def work(workdir: Path) -> bool:
+        code = code_version()
+        results = asyncio.run(bench(args, workdir))
+        if code_version() != code:
+            code += f" (now {code_version()}: the code changed during the runs)"
+        print_table(results, broker_version(broker_pid()), code)
+        return all(not r.problems for r in results)
+
+    return run_in_workdir("cdr-bench-", work, keep=args.keep_logs)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,8 @@ import argparse
 import asyncio
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -166,10 +163,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    workdir = Path(tempfile.mkdtemp(prefix="cdr-feeds-"))
-    ok = False
-    try:
+
+    def work(workdir: Path) -> bool:
         code = catchup.code_version()
         cost = asyncio.run(measure(args, workdir))
         kinds = ", ".join(f"{kind} {n}" for kind, n in cost.descriptors.most_common())
@@ -184,18 +179,9 @@ def main() -> int:
             f"{cost.load_after:.2f} after; feed states at the end: {dict(cost.states_after)}",
             flush=True,
         )
-        ok = True
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("benchmark interrupted (its children are stopped)", file=sys.stderr)
-        return 130
-    finally:
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"logs and config: {workdir}", file=sys.stderr)
-    return 0 if ok else 1
+        return True
+
+    return catchup.run_in_workdir("cdr-feeds-", work)
 
 
 if __name__ == "__main__":

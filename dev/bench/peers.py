@@ -25,11 +25,9 @@ import asyncio
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -351,27 +349,16 @@ async def bench_all(args: argparse.Namespace, workdir: Path) -> list[PeerResult]
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    workdir = Path(tempfile.mkdtemp(prefix="cdr-peers-"))
-    ok = False
-    try:
+
+    def work(workdir: Path) -> bool:
         code = catchup.code_version()
         print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
         results = asyncio.run(bench_all(args, workdir))
         print_table(results, args.records, args.repeat, code)
         print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
-        ok = all(not r.problems for r in results)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("benchmark interrupted (its children are stopped)", file=sys.stderr)
-        return 130
-    finally:
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"logs: {workdir}", file=sys.stderr)
-    return 0 if ok else 1
+        return all(not r.problems for r in results)
+
+    return catchup.run_in_workdir("cdr-peers-", work)
 
 
 if __name__ == "__main__":
