@@ -34,12 +34,12 @@ from cdr_stream.ops.checker import IdSet
 from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.pipeline.loop import RetryObserver
 from cdr_stream.pipeline.runs import MarkedRun
+from cdr_stream.records.event import Event
 from cdr_stream.records.processor import (
     FUTURE_TOLERANCE,
     HEADER_FEED,
     HEADER_REPLAY_SOURCE,
     REPLAY_SOURCE_DEAD_LETTER,
-    Event,
     ProcessedChunk,
     RecordProcessor,
 )
