@@ -35,6 +35,8 @@ _MINUTE_SECONDS: Final = {
 }
 _OFFSET: Final = re.compile(r"[ \t\r\n]*([-+]?[0-9]{1,2}(\.[0-9]{1,12}|:[0-9]{2})?)?[ \t\r\n]*")
 _AMOUNT: Final = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,12})?")
+# "60.0" as PHP writes a whole float; within what both count rules (whole and units) allow.
+_WHOLE_AS_FLOAT: Final = re.compile(r"[0-9]{1,18}\.0{1,12}")
 _MAX_DIGITS: Final = 18  # the row schema's most digits of a count: within 64 bits
 
 
@@ -134,6 +136,11 @@ def _count(value: Any) -> int | None:
             return int(value)
         if not value:
             return None
+        if _WHOLE_AS_FLOAT.fullmatch(value):
+            return int(value.partition(".")[0])
+    elif value.__class__ is float:
+        if value.is_integer() and values.INT64_MIN <= value <= values.INT64_MAX:
+            return int(value)  # 60.0: how PHP writes a whole float
     elif value is None:
         return None
     raise GiveUp

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -236,6 +237,7 @@ _TEXT_FIELDS: Final = tuple(
     and name not in ("ID", "UTCDateTime")
 )
 _KNOWN_FIELDS: Final = frozenset(FEED_TO_EVENT)
+_first: Final = itemgetter(0)  # the ID of an (ID, row) pair
 #: No call is too late (`normalize` without `latest`), in microseconds from the epoch.
 _NO_LATEST: Final = 2**63
 _FIELD_ORDER: Final = {name: index for index, name in enumerate(FEED_FIELDS)}
@@ -464,10 +466,6 @@ def _too_large(row: dict[str, Any], size: int) -> Rejection:
 
 def _no_event(row_id: int, row: dict[str, Any], latest_us: int) -> Event | None:
     return None  # without the fast path, every row is read on the checked path
-
-
-def _first(item: tuple[int, Any]) -> int:
-    return item[0]
 
 
 def _noted(unreadable: list[str] | None, name: str) -> list[str]:

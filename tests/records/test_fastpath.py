@@ -123,8 +123,10 @@ def test_simulated_rows_with_php_forms_and_invalid_rows_give_the_same_output(
 
 
 @pytest.mark.parametrize(("fmt", "numbers_as"), ANSWERS)
-def test_the_fast_path_takes_every_plain_simulated_row(fmt: AnswerFormat, numbers_as: NumbersAs) -> None:
-    rows = simulated_rows(fmt, numbers_as, 2000, account_fee_rate=0.05, credit_rate=0.05, zero_bill_date_rate=0.1)
+def test_the_fast_path_takes_every_valid_simulated_row_php_forms_included(
+    fmt: AnswerFormat, numbers_as: NumbersAs
+) -> None:
+    rows = simulated_rows(fmt, numbers_as, 2000, **PHP_FORMS)
     assert rows_the_fast_path_takes(rows) == len(rows)
 
 
@@ -138,6 +140,11 @@ def test_the_fast_path_takes_every_plain_simulated_row(fmt: AnswerFormat, number
         {"UTCOffset": True},
         {"Seconds": True},
         {"Seconds": "60.0"},  # PHP's whole float
+        {"Seconds": 60.0, "FreeUnitsUsed": 60.0},
+        {"Seconds": "60.0000000000000", "FreeUnitsUsed": "60.0000000000000"},  # 13 zeros: not a units value
+        {"Seconds": 1e20, "FreeUnitsUsed": 1e20},
+        {"Seconds": -(2.0**63), "FreeUnitsUsed": 2.0**63},
+        {"FreeUnitsUsed": 1.5},
         {"Seconds": "\u00b2"},
         {"Seconds": 2**63},
         {"AccountCode": "\ufeff"},  # blank to the schema, not to str.strip()
