@@ -57,6 +57,9 @@ class FeedPresence:
             enable_auto_commit=False,
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=3_000,
+            # Its partitions are paused (see _keep_alive): the fetcher need not wake up five times a second
+            # to find that out; a new assignment wakes it anyway.
+            consumer_timeout_ms=5_000,
             **connection_options(self._kafka),
         )
 
