@@ -12,6 +12,7 @@ emptied when they grow past `MEMO_LIMIT` entries so that any answer stays within
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
@@ -51,26 +52,35 @@ def _remember(memo: dict[Any, Any], value: Any, result: Any) -> Any:
     return result
 
 
-# Memos keyed by str only (a str never equals a number, so a lookup of any other value misses).
-_DATE_TEXTS: dict[Any, str | None] = {None: None}
-_OFFSET_HOURS: dict[Any, int | float | None] = {None: None}
+class _ReadOnce:
+    """One field's text values, each read once and remembered: a str the row schema's `rule` takes and
+    `read` reads, or null. Keyed by str (and None) only: a str never equals a number, so a lookup of any
+    other value misses."""
+
+    def __init__(self, rule: re.Pattern[str], read: Callable[[str], Any]) -> None:
+        self._rule = rule
+        self._read = read
+        self.known: dict[Any, Any] = {None: None}
+
+    def __call__(self, value: Any) -> Any:
+        found = self.known.get(value, self)
+        if found is not self:
+            return found
+        if value.__class__ is not str or not self._rule.fullmatch(value):
+            raise GiveUp
+        try:
+            return _remember(self.known, value, self._read(value))
+        except ValueError:
+            raise GiveUp from None
+
+
+#: BillDate and Date, when the row schema takes them and they read as a date (or as empty).
+_date_text: Final = _ReadOnce(_OPTIONAL_DATE, values.date_text)
+_OFFSETS: Final = _ReadOnce(_OFFSET, values.offset_hours)
 # Keyed by float and str (-0.0 and 0.0 are one key, with one text: "0").
 _AMOUNT_TEXTS: dict[float | str, str] = {}
 # "YYYY-MM-DD HH" (or with a T) -> seconds from the epoch to the start of that hour.
 _HOUR_STARTS: dict[str, int] = {}
-
-
-def _date_text(value: Any) -> str | None:
-    """BillDate or Date, when the row schema takes it and it reads as a date (or as empty)."""
-    found = _DATE_TEXTS.get(value, _DATE_TEXTS)
-    if found is not _DATE_TEXTS:
-        return found  # type: ignore[return-value]
-    if value.__class__ is not str or not _OPTIONAL_DATE.fullmatch(value):
-        raise GiveUp
-    try:
-        return _remember(_DATE_TEXTS, value, values.date_text(value))  # type: ignore[no-any-return]
-    except ValueError:
-        raise GiveUp from None
 
 
 def _utc_seconds(value: Any) -> int:
@@ -96,15 +106,7 @@ def _hour_start(text: str) -> int:
 def _offset_hours(value: Any) -> int | float | None:
     if value.__class__ is int and -24 < value < 24:
         return value
-    found = _OFFSET_HOURS.get(value, _OFFSET_HOURS)
-    if found is not _OFFSET_HOURS:
-        return found  # type: ignore[return-value]
-    if value.__class__ is not str or not _OFFSET.fullmatch(value):
-        raise GiveUp
-    try:
-        return _remember(_OFFSET_HOURS, value, values.offset_hours(value))  # type: ignore[no-any-return]
-    except ValueError:
-        raise GiveUp from None
+    return _OFFSETS(value)  # type: ignore[no-any-return]
 
 
 def _local_time(value: Any) -> str | None:

@@ -188,4 +188,4 @@ def test_the_memos_stay_within_their_limit() -> None:
     for number, row in enumerate(rows, 1):
         assert events.event(number, row, LATEST_US) is not None
     assert len(fastpath._AMOUNT_TEXTS) <= MEMO_LIMIT
-    assert len(fastpath._DATE_TEXTS) <= MEMO_LIMIT
+    assert len(fastpath._date_text.known) <= MEMO_LIMIT
