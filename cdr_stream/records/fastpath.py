@@ -5,8 +5,9 @@ field's converter reads it) and gives up (None) on anything else, so that `Recor
 explains the row: a rejection, an unreadable descriptive field, a PHP form it does not know. What it
 publishes is byte for byte what the checked path publishes for the same row; a test compares the two.
 
-Values that repeat from row to row (dates, UTC offsets) are read once and remembered in small memos,
-emptied when they grow past `MEMO_LIMIT` entries so that any answer stays within bounded memory.
+Values that repeat from row to row (dates, UTC offsets, amounts, the hour of UTCDateTime) are read once
+and remembered in small memos, emptied when they grow past `MEMO_LIMIT` entries so that any answer stays
+within bounded memory.
 """
 
 from __future__ import annotations
