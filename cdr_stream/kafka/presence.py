@@ -49,6 +49,13 @@ class FeedPresence:
         """Join the group in the background, retrying while Kafka is unreachable; returns at once."""
         if self._task is None:
             self._task = asyncio.create_task(self._keep_alive(), name="cdr-stream presence")
+            self._task.add_done_callback(self._report_crash)
+
+    def _report_crash(self, task: asyncio.Task[None]) -> None:
+        # Only a bug ends the task (Kafka's errors are retried): the feed runs on without its member, so
+        # `state set` would not see it and a rival would not be told; say so loudly.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("feed %s: its presence member crashed", self._feed, exc_info=error, extra={"feed": self._feed})
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -94,8 +101,7 @@ class FeedPresence:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task])  # a crash was reported when it happened; the stop goes on
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
