@@ -386,7 +386,7 @@ def replay_chunk(
             published.add(letter.id)
             out.replayed += 1
         else:
-            out.still_failing[outcome.rule] += 1
+            out.still_failing[outcome.rule.value] += 1  # a plain str: the progress is JSON (orjson keys)
     return out
 
 
