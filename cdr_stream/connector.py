@@ -21,7 +21,7 @@ from cdr_stream.answers.order import TempSpace
 from cdr_stream.config import FeedSettings, Settings
 from cdr_stream.errors import ConnectorError, FailureReason, FeedStopped
 from cdr_stream.kafka.clients import check_authentication
-from cdr_stream.kafka.presence import FeedPresence, running_members
+from cdr_stream.kafka.presence import FeedPresence, RivalWatch
 from cdr_stream.kafka.state import StoredOffset, read_offsets
 from cdr_stream.kafka.topics import prepare_topics
 from cdr_stream.kafka.writer import TransactionalWriter
@@ -62,6 +62,7 @@ class Connector(Service):
         self._retiring: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._presences: list[FeedPresence] = []
+        self._rival_watch = RivalWatch(settings.kafka)
 
     async def start(self) -> None:
         """Prepare the topics (retrying while Kafka is unreachable) and start one task per feed.
@@ -118,10 +119,7 @@ class Connector(Service):
             return stored or StoredOffset(feed.name, feed.initial_from_id)
 
         async def rivals() -> bool:
-            try:
-                return len(await running_members(kafka, feed.name)) > 1
-            except (KafkaError, OSError):
-                return False  # unknown: the next check asks again
+            return await self._rival_watch.has_rival(feed.name)
 
         settings = self.settings
         policy = FailurePolicy(
@@ -218,4 +216,5 @@ class Connector(Service):
             await poller.source.close()
         for presence in self._presences:
             await presence.stop()
+        await self._rival_watch.close()
         log.info("connector stopped")

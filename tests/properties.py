@@ -22,11 +22,11 @@ import orjson
 
 from cdr_stream.answers.parse import json_row_chunks
 from cdr_stream.errors import AnswerFormatError, DeadLetterRule
+from cdr_stream.records.event import Event
 from cdr_stream.records.fields import DESCRIPTIVE_FIELDS, FEED_TO_EVENT
 from cdr_stream.records.processor import (
     EVENT_SCHEMA_FILE,
     FUTURE_TOLERANCE,
-    Event,
     ProcessedChunk,
     RecordProcessor,
     load_schema,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -17,6 +16,7 @@ from aiokafka.errors import (
 
 from cdr_stream.config import KafkaSettings
 from cdr_stream.errors import KafkaAuthenticationError
+from cdr_stream.ops.tls import tls_context
 
 
 def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -27,10 +27,7 @@ def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
         "request_timeout_ms": kafka.request_timeout_ms,
     }
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
-        if kafka.ssl_certfile:
-            context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None)
-        options["ssl_context"] = context
+        options["ssl_context"] = tls_context(kafka.ssl_cafile, kafka.ssl_certfile, kafka.ssl_keyfile)
     if kafka.security_protocol.startswith("SASL"):
         assert kafka.sasl_password is not None  # enforced by KafkaSettings
         options["sasl_mechanism"] = kafka.sasl_mechanism

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from cdr_stream.config import KafkaSettings
@@ -48,6 +49,13 @@ class FeedPresence:
         """Join the group in the background, retrying while Kafka is unreachable; returns at once."""
         if self._task is None:
             self._task = asyncio.create_task(self._keep_alive(), name="cdr-stream presence")
+            self._task.add_done_callback(self._report_crash)
+
+    def _report_crash(self, task: asyncio.Task[None]) -> None:
+        # Only a bug ends the task (Kafka's errors are retried): the feed runs on without its member, so
+        # `state set` would not see it and a rival would not be told; say so loudly.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("feed %s: its presence member crashed", self._feed, exc_info=error, extra={"feed": self._feed})
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -56,6 +64,9 @@ class FeedPresence:
             enable_auto_commit=False,
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=3_000,
+            # Its partitions are paused (see _keep_alive): the fetcher need not wake up five times a second
+            # to find that out; a new assignment wakes it anyway.
+            consumer_timeout_ms=5_000,
             **connection_options(self._kafka),
         )
 
@@ -77,6 +88,9 @@ class FeedPresence:
     async def _keep_alive(self) -> None:
         consumer = await self._join()
         while True:
+            # Paused, the member keeps its place (heartbeats, polls) but fetches nothing: an idle fetch
+            # every half second for each feed was most of what a waiting process did.
+            consumer.pause(*consumer.assignment())
             try:
                 await consumer.getmany(timeout_ms=5_000)
             except KafkaError as exc:  # the coordinator is away; membership resumes when it is back
@@ -87,8 +101,7 @@ class FeedPresence:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task])  # a crash was reported when it happened; the stop goes on
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
@@ -107,10 +120,66 @@ async def running_members(kafka: KafkaSettings, feed: str) -> list[str]:
         responses = await admin.describe_consumer_groups([presence_group(kafka, feed)])
     finally:
         await admin.close()
-    members: list[str] = []
+    return _live_members(responses).get(presence_group(kafka, feed), [])
+
+
+def _live_members(responses: list[Any]) -> dict[str, list[str]]:
+    """Group id -> the member ids of its live members, from DescribeGroups answers."""
+    members: dict[str, list[str]] = {}
     for response in responses:
         for group in response.groups:
             # (error_code, group_id, state, protocol_type, protocol, members...); members start with their id
-            if group[2] in ("Stable", "PreparingRebalance", "CompletingRebalance"):
-                members.extend(str(member[0]) for member in group[5])
+            if group[0] == 0 and group[2] in ("Stable", "PreparingRebalance", "CompletingRebalance"):
+                members[group[1]] = [str(member[0]) for member in group[5]]
     return members
+
+
+class RivalWatch:
+    """Whether another instance runs a feed of this process: the feed's presence group has more than one
+    live member.
+
+    One admin client, started on the first check and kept, serves every feed of the process, and each
+    group's coordinator is looked up once. (A client started and closed for each check of each feed was
+    most of what an idle feed cost.) Each check asks about its own group: aiokafka misreads a
+    DescribeGroups answer about several groups.
+    """
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        self._admin: AIOKafkaAdminClient | None = None
+        self._coordinators: dict[str, int] = {}
+        self._starting = asyncio.Lock()
+
+    async def has_rival(self, feed: str) -> bool:
+        """True when the feed's presence group shows more than one live member; False when it does not
+        or when Kafka could not say (the next check asks again)."""
+        group = presence_group(self._kafka, feed)
+        try:
+            admin = await self._started()
+            node = self._coordinators.get(group)
+            if node is None:
+                node = self._coordinators[group] = await admin.find_coordinator(group)
+            responses = await admin.describe_consumer_groups([group], group_coordinator_id=node)
+        except (KafkaError, OSError) as exc:
+            log.debug("rival check failed: %s", type(exc).__name__)
+            await self.close()  # a new client for the next check
+            return False
+        members = _live_members(responses)
+        if group not in members:
+            self._coordinators.pop(group, None)  # moved, or not there yet: look it up again next time
+        return len(members.get(group, ())) > 1
+
+    async def _started(self) -> AIOKafkaAdminClient:
+        async with self._starting:
+            if self._admin is None:
+                admin = admin_client(self._kafka)
+                await admin.start()
+                self._admin = admin
+            return self._admin
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        self._coordinators.clear()
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()

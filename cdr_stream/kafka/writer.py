@@ -22,14 +22,8 @@ from cdr_stream.kafka.base import Headers
 from cdr_stream.kafka.clients import connection_options
 from cdr_stream.kafka.state import FilesPosition, StoredOffset
 from cdr_stream.ops.logs import describe_error
-from cdr_stream.records.processor import (
-    EVENT_SCHEMA_VERSION,
-    HEADER_DLQ_RULE,
-    HEADER_FEED,
-    HEADER_SCHEMA_VERSION,
-    MAX_EVENT_BYTES,
-    ProcessedChunk,
-)
+from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES
+from cdr_stream.records.processor import HEADER_DLQ_RULE, HEADER_FEED, HEADER_SCHEMA_VERSION, ProcessedChunk
 
 log = logging.getLogger(__name__)
 

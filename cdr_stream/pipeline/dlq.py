@@ -33,12 +33,12 @@ from cdr_stream.ops.checker import IdSet
 from cdr_stream.ops.secrets import SecretMask
 from cdr_stream.pipeline.loop import RetryObserver
 from cdr_stream.pipeline.runs import MarkedRun, RunKey
+from cdr_stream.records.event import Event
 from cdr_stream.records.processor import (
     FUTURE_TOLERANCE,
     HEADER_FEED,
     HEADER_REPLAY_SOURCE,
     REPLAY_SOURCE_DEAD_LETTER,
-    Event,
     ProcessedChunk,
     RecordProcessor,
 )
@@ -377,7 +377,7 @@ def replay_chunk(
             published.add(letter.id)
             out.replayed += 1
         else:
-            out.still_failing[outcome.rule] += 1
+            out.still_failing[outcome.rule.value] += 1  # a plain str: the progress is JSON (orjson keys)
     return out
 
 

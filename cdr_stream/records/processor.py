@@ -14,25 +14,39 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import jsonschema_rs
 import orjson
 
 from cdr_stream.errors import DeadLetterRule
+from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES, Event, dumps
+from cdr_stream.records.fastpath import FastNormalizer, latest_micros
 from cdr_stream.records.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS, FEED_TO_EVENT
+from cdr_stream.records.values import (
+    INT64_MAX,
+    INT64_MIN,
+    SPACE,
+    Converter,
+    date_text,
+    decimal_text,
+    offset_hours,
+    read_integer,
+    read_lower_text,
+    read_number,
+    read_text,
+    rfc3339,
+    time_text,
+    utc_moment_and_text,
+)
 
-EVENT_SCHEMA_VERSION: Final = 2
 ROW_SCHEMA_FILE: Final = "feed-row.schema.json"
 EVENT_SCHEMA_FILE: Final = f"cdr-event.v{EVENT_SCHEMA_VERSION}.schema.json"
-# Counts are 64-bit signed in every consumer language that matters (Java long, Avro long).
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
 _MAX_RAW_DEPTH: Final = 100
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND: Final = timedelta(milliseconds=1)
@@ -50,9 +64,6 @@ HEADER_REPLAY: Final = "cdr-replay"
 HEADER_REPLAY_SOURCE: Final = "cdr-replay-source"
 REPLAY_SOURCE_DEAD_LETTER: Final = b"dead-letter"
 
-#: The most an event (key and value) may take. A record must fit in one producer batch, and no retry can
-#: make a bigger one fit: it would fail its transaction for ever. A CDR takes well under 1 KiB.
-MAX_EVENT_BYTES: Final = 256 * 1024
 #: A dead letter carries at most this much of the raw row (as JSON text), so it always fits too.
 MAX_RAW_BYTES: Final = 64 * 1024
 _MAX_KEY_BYTES: Final = 1024
@@ -61,10 +72,6 @@ _MAX_KEY_BYTES: Final = 1024
 UNREADABLE_EXTRA: Final = "extra"
 #: The label values of unreadable values: the 21 descriptive fields, and extra columns.
 UNREADABLE_LABELS: Final = (*DESCRIPTIVE_FIELDS, UNREADABLE_EXTRA)
-#: Whitespace around a number or an ID that is read past (PHP's trim() set, less NUL and vertical tab).
-_SPACE: Final = " \t\r\n"
-#: MySQL's unset DATE and DATETIME: an empty date.
-_ZERO_DATES: Final = frozenset(("0000-00-00", "0000-00-00 00:00:00"))
 # What a converter raises for a value it cannot read; RecursionError: the text of a column nested ~1000 deep.
 _UNREADABLE_ERRORS: Final = (ValueError, TypeError, OverflowError, RecursionError)
 
@@ -81,17 +88,6 @@ def _schema_dir() -> Path:
 def load_schema(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((_schema_dir() / name).read_text(encoding="utf-8"))
     return schema
-
-
-class Event(NamedTuple):
-    """One normalized row, ready to publish. A tuple: one is built per row, so it must be cheap."""
-
-    id: int
-    key: bytes
-    timestamp_ms: int
-    value: bytes
-    #: The labels (UNREADABLE_LABELS) of the values published as null because they could not be read.
-    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +184,6 @@ class RowValidator:
         return "/".join(schema_path)
 
 
-def dumps(value: Any) -> bytes:
-    """JSON bytes of exactly their size. orjson's result keeps a buffer of about 4 KiB whatever the
-    length; thousands of events held for one transaction would pin (and page-fault) that much each."""
-    return bytes(memoryview(orjson.dumps(value, default=str)))
-
-
 def _short(value: Any, limit: int = 60) -> str:
     try:
         text = orjson.dumps(value, default=str).decode()
@@ -220,162 +210,20 @@ def _encodable(value: Any, depth: int = 0) -> Any:
 
 # --- normalization ---------------------------------------------------------------------------------
 
-Converter = Callable[[Any], Any]
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = value.strip() if isinstance(value, str) else str(value)
-    return text or None
-
-
-def _lower_text(value: Any) -> str | None:
-    text = _text(value)
-    return text.lower() if text else None
-
-
-def _integer(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value.isdigit():
-            return int(value)  # the common case; at most 18 digits (the row schema): within 64 bits
-        text = value.strip(_SPACE)
-        if not text:
-            return None
-        # "60.0": how PHP writes a whole float (the row schema allows only zeros after the point).
-        number = int(text.partition(".")[0])
-    elif isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{value!r} is not a whole number")
-        number = int(value)
-    else:
-        number = int(value)
-    if not INT64_MIN <= number <= INT64_MAX:
-        raise ValueError(f"{number} does not fit in 64 bits")
-    return number
-
-
-def _number(value: Any) -> int | float | None:
-    """A count that may have a fraction (free units can be part minutes): an int when whole."""
-    if value is None:
-        return None
-    number: int | float | Decimal = value
-    if isinstance(value, str):
-        text = value.strip(_SPACE)
-        if text.isdigit():
-            return int(text)  # at most 18 digits (the row schema): within 64 bits
-        if not text:
-            return None
-        number = Decimal(text)  # not float: a whole count of 18 digits stays exact
-    if number == int(number):
-        whole = int(number)
-        if not INT64_MIN <= whole <= INT64_MAX:
-            raise ValueError(f"{whole} does not fit in 64 bits")
-        return whole
-    fraction = float(number)
-    return int(fraction) if fraction.is_integer() else fraction  # "131072.00000000001" is 131072 as a double
-
-
-def _decimal_text(value: Any) -> str:
-    """An exact, canonical decimal string: no exponent, no trailing fractional zeros; the sign kept."""
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not an amount")
-    # repr of a float is the shortest text that reads back to it, i.e. the digits the feed sent.
-    text = repr(value) if isinstance(value, float) else str(value).strip(_SPACE)
-    if "e" in text or "E" in text or text.startswith("+"):
-        try:
-            text = format(Decimal(text), "f")
-        except InvalidOperation as exc:
-            raise ValueError(f"{value!r} is not an amount") from exc
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if text in ("-0", ""):
-        text = "0"
-    return text
-
-
-def _offset_hours(value: Any) -> int | float | None:
-    """Hours from UTC, as a number or as the feed writes them: "12.75", "+13", "13:00", "+12:45"."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip(_SPACE)
-        if not text:
-            return None
-        hours, colon, minutes = text.partition(":")
-        if colon:
-            if int(minutes) >= 60:
-                raise ValueError(f"{minutes} is not a number of minutes")
-            sign = -1 if hours.startswith("-") else 1
-            number = sign * (abs(int(hours)) * 60 + int(minutes)) / 60
-        else:
-            number = float(hours)
-    else:
-        number = float(value)
-    if not -24 < number < 24:  # what a time zone can be (and what Python's timezone accepts)
-        raise ValueError(f"{number:g} hours is not a UTC offset")
-    return int(number) if number.is_integer() else number
-
-
-def _date(value: Any) -> str | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value).isoformat()  # also rejects 2024-02-31
-    except ValueError:
-        if value in _ZERO_DATES:
-            return None
-        raise
-
-
-def _time(value: Any) -> str | None:
-    if not value:
-        return None
-    return time.fromisoformat(value).isoformat(timespec="seconds")  # HH:MM becomes HH:MM:00
-
-
-def parse_utc(value: str) -> datetime:
-    """UTCDateTime as sent (space or T, optional Z/offset) -> an aware UTC datetime."""
-    if value.endswith("z"):  # RFC 3339 allows a lower-case z; fromisoformat does not
-        value = value[:-1] + "Z"
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
-
-
-def utc_moment_and_text(value: str) -> tuple[datetime, str]:
-    """The moment, and its RFC 3339 text; the common "YYYY-MM-DD HH:MM:SS" form skips re-formatting.
-
-    (Only that form: "YYYY-MM-DD HH:MM+HH" is 19 characters with a space too.)
-    """
-    moment = parse_utc(value)
-    if len(value) == 19 and value[10] == " " and value[16] == ":":
-        return moment, f"{value[:10]}T{value[11:]}Z"
-    return moment, rfc3339(moment)
-
-
 # Descriptive fields that need more than "text or None"; a value one cannot read is published as null.
 _CONVERTERS: Final[dict[str, Converter]] = {
-    "Direction": _lower_text,
-    "BillDate": _date,
-    "Date": _date,
-    "Time": _time,
-    "UTCOffset": _offset_hours,
+    "Direction": read_lower_text,
+    "BillDate": date_text,
+    "Date": date_text,
+    "Time": time_text,
+    "UTCOffset": offset_hours,
 }
 # Counts: nearly every value is a JSON int, published as it is; the others go through the converter.
 _COUNT_FIELDS: Final[tuple[tuple[str, str, Converter], ...]] = (
-    ("Seconds", "seconds", _integer),
-    ("NetworkSeconds", "network_seconds", _integer),
-    ("ConnectSeconds", "connect_seconds", _integer),
-    ("FreeUnitsUsed", "free_units_used", _number),
+    ("Seconds", "seconds", read_integer),
+    ("NetworkSeconds", "network_seconds", read_integer),
+    ("ConnectSeconds", "connect_seconds", read_integer),
+    ("FreeUnitsUsed", "free_units_used", read_number),
 )
 _CONVERTED_FIELDS: Final = tuple((name, FEED_TO_EVENT[name], conv) for name, conv in _CONVERTERS.items())
 _MONEY_FIELDS: Final = (("Charge", "charge"), ("ChargeExcl", "charge_excl"))
@@ -389,6 +237,9 @@ _TEXT_FIELDS: Final = tuple(
     and name not in ("ID", "UTCDateTime")
 )
 _KNOWN_FIELDS: Final = frozenset(FEED_TO_EVENT)
+_first: Final = itemgetter(0)  # the ID of an (ID, row) pair
+#: No call is too late (`normalize` without `latest`), in microseconds from the epoch.
+_NO_LATEST: Final = 2**63
 _FIELD_ORDER: Final = {name: index for index, name in enumerate(FEED_FIELDS)}
 # Copying a template keeps the published keys in contract order whatever order they are filled in.
 _EVENT_TEMPLATE: Final[dict[str, Any]] = dict.fromkeys(
@@ -405,7 +256,7 @@ def usable_id(row: Any) -> int | None:
         return value if value > 0 else None
     if isinstance(value, str):
         if not value.isdigit():
-            value = value.strip(_SPACE)  # a fixed-width export pads its numbers
+            value = value.strip(SPACE)  # a fixed-width export pads its numbers
         # isascii: str.isdigit() is also true for "²" and "١٢", which int() refuses or reads as a number.
         if value.isascii() and value.isdigit() and len(value) <= 18:
             number = int(value)
@@ -417,11 +268,18 @@ class RecordProcessor:
     """Turns chunks of raw rows from one feed into events and dead letters."""
 
     def __init__(
-        self, feed: str, validator: RowValidator | None = None, *, clock: Callable[[], datetime] | None = None
+        self,
+        feed: str,
+        validator: RowValidator | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        fast_path: bool = True,
     ) -> None:
+        """`fast_path=False` reads every row on the checked path (what the fast path is compared with)."""
         self.feed = feed
         self._validator = validator or RowValidator()
         self._clock = clock or _utc_now
+        self._fast_event = FastNormalizer(feed).event if fast_path else _no_event
 
     def process_chunk(self, rows: Iterable[Any], floor_id: int) -> ProcessedChunk:
         """Validate and normalize `rows`; IDs at or below `floor_id` are dropped as already seen.
@@ -430,9 +288,12 @@ class RecordProcessor:
         """
         out = ProcessedChunk()
         latest = self._clock() + FUTURE_TOLERANCE
+        latest_us = latest_micros(latest)
         keyed: list[tuple[int, Any]] = []
         for row in rows:
-            row_id = usable_id(row)
+            row_id = row.get("ID") if row.__class__ is dict else None
+            if row_id.__class__ is not int or row_id <= 0:  # a positive int is usable as it is
+                row_id = usable_id(row)
             if row_id is None:
                 out.dead_letters.append(self._dead_letter(None, row, self._reject_unkeyed(row)))
             elif row_id <= floor_id:
@@ -441,14 +302,19 @@ class RecordProcessor:
                 keyed.append((row_id, row))
         keyed.sort(key=_first)  # stable, and near-free on the ascending order feeds send
         previous = floor_id
+        events, fast_event = out.events, self._fast_event
         for row_id, row in keyed:
             if row_id == previous:
                 out.dropped_duplicate += 1
                 continue
             previous = row_id
-            outcome = self.normalize(row_id, row, latest)
+            event = fast_event(row_id, row, latest_us) if row.__class__ is dict else None
+            if event is not None:
+                events.append(event)
+                continue
+            outcome = self._normalize_checked(row_id, row, latest)
             if isinstance(outcome, Event):
-                out.events.append(outcome)
+                events.append(outcome)
                 if outcome.unreadable:
                     out.unreadable_fields.update(outcome.unreadable)
             else:
@@ -459,6 +325,12 @@ class RecordProcessor:
 
     def normalize(self, row_id: int, row: dict[str, Any], latest: datetime | None = None) -> Event | Rejection:
         """The row's event, or why it cannot be one; a call after `latest` (a UTC moment) is refused."""
+        latest_us = _NO_LATEST if latest is None else latest_micros(latest)
+        event = self._fast_event(row_id, row, latest_us) if row.__class__ is dict else None
+        return event if event is not None else self._normalize_checked(row_id, row, latest)
+
+    def _normalize_checked(self, row_id: int, row: dict[str, Any], latest: datetime | None) -> Event | Rejection:
+        """The checked path: the row schema decides, and explains a rejection or an unreadable field."""
         odd = self._validator.check(row)
         if isinstance(odd, Rejection):
             return odd
@@ -476,7 +348,7 @@ class RecordProcessor:
         # Inline fast paths: nearly every text field arrives as a str, every count as an int.
         for feed_name, event_name in _TEXT_FIELDS:
             value = get(feed_name)
-            event[event_name] = (value.strip() or None) if value.__class__ is str else _text(value)
+            event[event_name] = (value.strip() or None) if value.__class__ is str else read_text(value)
         if event["account_code"] is None:
             # The schema's \S and Python's strip() disagree on what is blank (\x1c, \x85, ...).
             return Rejection(
@@ -502,7 +374,7 @@ class RecordProcessor:
         feed_name = ""
         try:
             for feed_name, event_name in _MONEY_FIELDS:
-                event[event_name] = _decimal_text(get(feed_name))
+                event[event_name] = decimal_text(get(feed_name))
             feed_name = "UTCDateTime"
             moment, event["utc_datetime"] = utc_moment_and_text(row["UTCDateTime"])
             if latest is not None and moment > latest:
@@ -517,7 +389,7 @@ class RecordProcessor:
             for feed_name, value in row.items():
                 if feed_name not in _KNOWN_FIELDS:
                     try:
-                        extra[feed_name] = _text(value)
+                        extra[feed_name] = read_text(value)
                     except _UNREADABLE_ERRORS:
                         extra[feed_name] = None
                         unreadable = _noted(unreadable, feed_name)
@@ -548,7 +420,7 @@ class RecordProcessor:
 
     def _dead_letter(self, row_id: int | None, row: Any, rejection: Rejection) -> DeadLetter:
         code = row.get("AccountCode") if isinstance(row, dict) else None
-        account = None if isinstance(code, dict | list) else _text(code)
+        account = None if isinstance(code, dict | list) else read_text(code)
         key = account.encode() if account else None
         raw_row = row.values if isinstance(row, MalformedRow) else row
         try:
@@ -592,8 +464,8 @@ def _too_large(row: dict[str, Any], size: int) -> Rejection:
     )
 
 
-def _first(item: tuple[int, Any]) -> int:
-    return item[0]
+def _no_event(row_id: int, row: dict[str, Any], latest_us: int) -> Event | None:
+    return None  # without the fast path, every row is read on the checked path
 
 
 def _noted(unreadable: list[str] | None, name: str) -> list[str]:

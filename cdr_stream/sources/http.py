@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing, asynccontextmanager
@@ -25,6 +24,7 @@ from cdr_stream.config import FeedSettings
 from cdr_stream.errors import AnswerFormatError, FailureReason, FeedAuthError, FeedError, SpillError
 from cdr_stream.kafka.state import StoredOffset
 from cdr_stream.ops.secrets import SecretMask
+from cdr_stream.ops.tls import tls_context
 from cdr_stream.sources.base import Batch, SourceContext, SourceEvents
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,11 @@ class _AiohttpResponse:
 
 
 class AiohttpTransport:
-    """The real transport: one aiohttp session per feed, TLS verified (with an optional CA bundle)."""
+    """The real transport: one aiohttp session per feed, TLS verified (with an optional CA bundle; the
+    context is shared by the feeds that name the same one)."""
 
     def __init__(self, settings: FeedSettings) -> None:
-        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        context = tls_context(settings.ca_file)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout_seconds, sock_read=settings.read_timeout_seconds
         )

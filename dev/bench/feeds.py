@@ -29,6 +29,9 @@ import aiohttp
 import catchup
 from catchup import BenchError, Topics
 
+from cdr_stream.config import KafkaSettings
+from cdr_stream.kafka.presence import running_members
+
 IDLE: Final = "idle"
 STATUS_SECONDS: Final = 2.0
 
@@ -44,6 +47,8 @@ class IdleCost:
     descriptors: Counter[str]
     threads: int
     states_after: Counter[str]
+    #: Feeds whose presence group shows exactly one live member (this process's) at the end.
+    present: int
     load_before: float
     load_after: float
 
@@ -96,6 +101,13 @@ def descriptors(pid: int, broker_port: int, feed_port: int) -> Counter[str]:
     return kinds
 
 
+async def present_feeds(bootstrap: str, topics: Topics, names: list[str]) -> int:
+    """How many of the feeds keep their member in their presence group (the zombie protection a cheaper
+    idle feed must not lose)."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, transactional_id_prefix=topics.tag)
+    return sum([len(await running_members(kafka, name)) == 1 for name in names])
+
+
 def thread_count(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(status.split("Threads:")[1].split()[0])
@@ -141,6 +153,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> IdleCost:
             descriptors=descriptors(child.pid, int(bootstrap.rsplit(":", 1)[1]), urlsplit(sim.url).port or 80),
             threads=thread_count(child.pid),
             states_after=await feed_states(url),
+            present=await present_feeds(bootstrap, topics, names),
             load_before=load_before,
             load_after=os.getloadavg()[0],
         )
@@ -176,9 +189,13 @@ def main() -> int:
             f"idle CPU {cost.cpu_percent:.1f} % of a core (broker {cost.broker_cpu_percent:.1f} %)\n"
             f"open file descriptors {cost.descriptors.total()} ({kinds}), threads {cost.threads}\n"
             f"all idle after {cost.seconds_to_idle:.1f} s; load average {cost.load_before:.2f} before, "
-            f"{cost.load_after:.2f} after; feed states at the end: {dict(cost.states_after)}",
+            f"{cost.load_after:.2f} after; feed states at the end: {dict(cost.states_after)}; "
+            f"in their presence group: {cost.present} of {cost.feeds}",
             flush=True,
         )
+        if cost.present != cost.feeds:
+            print("benchmark failed: a feed lost its presence member", file=sys.stderr)
+            return False
         return True
 
     return catchup.run_in_workdir("cdr-feeds-", work)

@@ -11,10 +11,8 @@ import pytest
 from cdr_stream.answers.formats import AnswerFormat
 from cdr_stream.config import KafkaSettings
 from cdr_stream.errors import DeadLetterRule
-from cdr_stream.records.processor import (
-    Event,
-    RecordProcessor,
-)
+from cdr_stream.records.event import Event
+from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from cdr_stream.simulator.formats import NumbersAs, json_row
 from tests.integration.support import (

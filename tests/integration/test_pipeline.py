@@ -12,7 +12,8 @@ from cdr_stream.connector import Connector
 from cdr_stream.kafka.clients import admin_client
 from cdr_stream.kafka.state import read_offsets
 from cdr_stream.ops.checker import IdRange, check_feed
-from cdr_stream.records.processor import HEADER_FEED, HEADER_SCHEMA_VERSION, parse_utc
+from cdr_stream.records.processor import HEADER_FEED, HEADER_SCHEMA_VERSION
+from cdr_stream.records.values import parse_utc
 from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     FEED,

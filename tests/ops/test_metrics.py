@@ -23,7 +23,8 @@ from cdr_stream.ops.metrics import (
     ReplayMetrics,
 )
 from cdr_stream.pipeline.observer import ObserverGroup, PageReport
-from cdr_stream.records.processor import MAX_EVENT_BYTES, MalformedRow, RecordProcessor
+from cdr_stream.records.event import MAX_EVENT_BYTES
+from cdr_stream.records.processor import MalformedRow, RecordProcessor
 from tests.rows import feed_row
 
 FEEDS = ("east", "west")

@@ -30,14 +30,8 @@ from cdr_stream.pipeline.dlq import (
     latest_per_id,
     replay_chunk,
 )
-from cdr_stream.records.processor import (
-    HEADER_FEED,
-    MAX_RAW_BYTES,
-    Event,
-    MalformedRow,
-    RecordProcessor,
-    Rejection,
-)
+from cdr_stream.records.event import Event
+from cdr_stream.records.processor import HEADER_FEED, MAX_RAW_BYTES, MalformedRow, RecordProcessor, Rejection
 from tests.rows import feed_row
 
 FEED = "east"

@@ -392,7 +392,8 @@ def test_a_call_from_the_future_is_an_invalid_value() -> None:
 
 def test_a_row_too_large_for_a_kafka_batch_is_dead_lettered_with_its_raw_row_cut() -> None:
     # Regression: such a row failed its transaction on every retry, for ever.
-    from cdr_stream.records.processor import MAX_EVENT_BYTES, MAX_RAW_BYTES
+    from cdr_stream.records.event import MAX_EVENT_BYTES
+    from cdr_stream.records.processor import MAX_RAW_BYTES
 
     huge = feed_row(9, Notes="x" * (MAX_EVENT_BYTES + 10))
     chunk = RecordProcessor("hero-nz").process_chunk([feed_row(8), huge, feed_row(10)], 0)
@@ -410,7 +411,7 @@ def test_a_row_too_large_for_a_kafka_batch_is_dead_lettered_with_its_raw_row_cut
 
 
 def test_an_event_just_under_the_limit_is_published() -> None:
-    from cdr_stream.records.processor import MAX_EVENT_BYTES
+    from cdr_stream.records.event import MAX_EVENT_BYTES
 
     (event,) = RecordProcessor("f").process_chunk([feed_row(1, Notes="x" * (MAX_EVENT_BYTES - 2000))], 0).events
     assert MAX_EVENT_BYTES - 2000 < len(event.value) <= MAX_EVENT_BYTES
