@@ -15,6 +15,7 @@ from cdr_stream.ops.endpoints import Endpoints
 from cdr_stream.ops.health import FeedHealth
 from cdr_stream.ops.metrics import ConnectorMetrics
 from cdr_stream.ops.progress import ProgressLog
+from cdr_stream.ops.runtime import tune_garbage_collector
 from cdr_stream.pipeline.observer import ObserverGroup
 
 
@@ -25,6 +26,7 @@ def add_to(commands: Commands) -> None:
 
 
 def handle(settings: Settings, args: argparse.Namespace) -> int:
+    tune_garbage_collector()
     return asyncio.run(run_connector(settings))
 
 
