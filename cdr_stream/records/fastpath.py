@@ -40,6 +40,9 @@ _AMOUNT: Final = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,12})?")
 # "60.0" as PHP writes a whole float; within what both count rules (whole and units) allow.
 _WHOLE_AS_FLOAT: Final = re.compile(r"[0-9]{1,18}\.0{1,12}")
 _MAX_DIGITS: Final = 18  # the row schema's most digits of a count: within 64 bits
+_INT64_MAX: Final = values.INT64_MAX
+#: What a memo lookup gives for a value it has not read yet (None is a value: an empty date reads as null).
+_MISS: Final = object()
 
 
 class GiveUp(Exception):
@@ -220,7 +223,24 @@ class FastNormalizer:
     def _event_fields(self, row_id: int, row: dict[str, Any]) -> dict[str, Any]:
         """Every field of the event (utc_datetime still None), in the contract's order; raises GiveUp or
         KeyError."""
-        # One literal, not a loop: each text field is read inline when it is a str (nearly always).
+        # Each value's common form is read inline (a memo lookup, a class check): a call per field costs
+        # as much as the rest of the row. Anything else goes to the field's reader.
+        dates, amounts = _date_text.known, _AMOUNT_TEXTS
+        if (bill_date := dates.get(v := row["BillDate"], _MISS)) is _MISS:
+            bill_date = _date_text(v)
+        if (local_date := dates.get(v := row["Date"], _MISS)) is _MISS:
+            local_date = _date_text(v)
+        if (v := row["UTCOffset"]).__class__ is not int or not -24 < v < 24:
+            v = _offset_hours(v)
+        offset = v
+        if ((v := row["Charge"]).__class__ is not float and v.__class__ is not str) or (
+            charge := amounts.get(v)
+        ) is None:
+            charge = _amount(v)
+        if ((v := row["ChargeExcl"]).__class__ is not float and v.__class__ is not str) or (
+            charge_excl := amounts.get(v)
+        ) is None:
+            charge_excl = _amount(v)
         direction = row["Direction"]
         return {
             "schema_version": EVENT_SCHEMA_VERSION,
@@ -229,20 +249,26 @@ class FastNormalizer:
             "account_code": _account(row["AccountCode"]),
             "direction": (direction.strip().lower() or None) if direction.__class__ is str else _text(direction),
             "call_type": (v.strip() or None) if (v := row["CallType"]).__class__ is str else _text(v),
-            "bill_date": _date_text(row["BillDate"]),
-            "local_date": _date_text(row["Date"]),
+            "bill_date": bill_date,
+            "local_date": local_date,
             "local_time": _local_time(row["Time"]),
             "utc_datetime": None,
-            "utc_offset_hours": _offset_hours(row["UTCOffset"]),
+            "utc_offset_hours": offset,
             "a_party": (v.strip() or None) if (v := row["AParty"]).__class__ is str else _text(v),
             "b_party": (v.strip() or None) if (v := row["BParty"]).__class__ is str else _text(v),
             "bill_number": (v.strip() or None) if (v := row["BillNumber"]).__class__ is str else _text(v),
-            "seconds": _count(row["Seconds"]),
-            "network_seconds": _count(row["NetworkSeconds"]),
-            "connect_seconds": _count(row["ConnectSeconds"]),
-            "charge": _amount(row["Charge"]),
-            "charge_excl": _amount(row["ChargeExcl"]),
-            "free_units_used": _count(row["FreeUnitsUsed"]),
+            "seconds": v if (v := row["Seconds"]).__class__ is int and 0 <= v <= _INT64_MAX else _count(v),
+            "network_seconds": v
+            if (v := row["NetworkSeconds"]).__class__ is int and 0 <= v <= _INT64_MAX
+            else _count(v),
+            "connect_seconds": v
+            if (v := row["ConnectSeconds"]).__class__ is int and 0 <= v <= _INT64_MAX
+            else _count(v),
+            "charge": charge,
+            "charge_excl": charge_excl,
+            "free_units_used": v
+            if (v := row["FreeUnitsUsed"]).__class__ is int and 0 <= v <= _INT64_MAX
+            else _count(v),
             "text_desc1": (v.strip() or None) if (v := row["TextDesc1"]).__class__ is str else _text(v),
             "text_desc2": (v.strip() or None) if (v := row["TextDesc2"]).__class__ is str else _text(v),
             "release_cause": (v.strip() or None) if (v := row["ReleaseCause"]).__class__ is str else _text(v),
