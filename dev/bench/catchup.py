@@ -105,6 +105,8 @@ def child_env(password: str) -> dict[str, str]:
     # CDR_STREAM_* variables would override the generated configuration; the benchmark wants its own.
     env = {key: value for key, value in os.environ.items() if not key.startswith("CDR_STREAM_")}
     env[PASSWORD_ENV] = password
+    # The checkout's code, whatever cdr-stream the virtualenv has installed (another checkout's, an older one).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
     return env
 
 
