@@ -7,6 +7,10 @@ in sorted runs and read back through a k-way merge (an external merge sort), so 
 and one chunk whatever the answer's size. Rows then come out in ID order, chunk by chunk, and each
 chunk can be committed with its highest ID as the new offset.
 
+The answer is parsed in chunks of `READ_ROWS`, each let go of as soon as its rows are held or spilled:
+what a large answer keeps in memory is its first `MEMORY_ROWS` rows (until they spill), then one run
+being filled, then the merge's read buffers and the chunk being cut.
+
 The spill files live in a directory of their own under `TempSpace.root`, are counted against a byte
 limit, and are removed when the answer is done (or abandoned), and by `TempSpace.sweep` at start.
 """
@@ -34,14 +38,19 @@ import orjson
 from cdr_stream.errors import SpillError
 from cdr_stream.records.processor import MalformedRow, usable_id
 
-#: Rows held in memory before the answer is spilled to disk (about 30 MB of parsed rows).
+#: Rows held in memory before the answer is spilled to disk (22 MiB of the simulator's rows parsed by
+#: orjson, 33 MiB parsed by ijson, whose keys are not shared between rows).
 MEMORY_ROWS: Final = 10_000
-#: Bytes of serialized rows sorted in memory and written as one run (about 25,000 rows).
+#: Rows parsed at a time while an answer is read to be sorted: each parsed chunk is held or spilled at
+#: once, so a small one costs nothing, and it is all that is parsed beside the held rows or the run.
+READ_ROWS: Final = 1_000
+#: Bytes of serialized rows sorted in memory and written as one run (about 28,000 rows).
 RUN_BYTES: Final = 16 * 1024 * 1024
 #: Runs merged at once; more are first merged down in passes (each open run holds a read buffer).
 FAN_IN: Final = 64
 DEFAULT_MAX_BYTES: Final = 4 * 1024**3
-_READ_BUFFER: Final = 256 * 1024
+#: The buffer of each open run file; the merge holds one per run it reads (up to FAN_IN of them).
+_RUN_BUFFER: Final = 64 * 1024
 #: A spilled row's header: how it is encoded, the payload's length and the sort key's length. The key
 #: (the ID, or 0 for a row without a usable one) follows as unsigned big-endian bytes: an ID may be any size.
 _FRAME: Final = struct.Struct("<BIB")
@@ -148,7 +157,7 @@ def _frame(key: int, kind: int, payload: bytes) -> bytes:
 def _frames(path: Path) -> Iterator[tuple[int, int, bytes]]:
     """The (key, kind, payload) frames of a run file, in order."""
     from_bytes = int.from_bytes
-    with open(path, "rb", buffering=_READ_BUFFER) as run:
+    with open(path, "rb", buffering=_RUN_BUFFER) as run:
         read = run.read
         while head := read(_FRAME.size):
             kind, size, key_size = _FRAME.unpack(head)
@@ -199,7 +208,7 @@ class _Spill:
         self._written += 1
         path = self.directory / f"run-{self._written:06d}"
         try:
-            with open(path, "wb", buffering=_READ_BUFFER) as run:
+            with open(path, "wb", buffering=_RUN_BUFFER) as run:
                 for frame in frames:
                     self._space.reserve(self._feed, len(frame))
                     self._bytes += len(frame)
@@ -270,9 +279,9 @@ async def ordered_rows(
             async for rows in chunks:
                 if spill is None and len(held) + len(rows) > memory_rows:
                     spill = _Spill(space, feed, run_bytes=run_bytes, fan_in=fan_in, on_run=on_run)
-                    for key, row in held:
-                        spill.add(key, row)
-                    held = []
+                    held.reverse()  # popped from the end, in the answer's order: each row goes once written
+                    while held:
+                        spill.add(*held.pop())
                 for row in rows:
                     row_id = usable_id(row)
                     if row_id is not None and row_id <= floor:
@@ -281,6 +290,7 @@ async def ordered_rows(
                         held.append((row_id or 0, row))
                     else:
                         spill.add(row_id or 0, row)
+                del rows  # held or spilled now: not kept while the next chunk is parsed, nor through the merge
         if spill is None:
             held.sort(key=_key)
             keyed: Iterator[tuple[int, Any]] = iter(held)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any, Final
 
 import ijson
@@ -41,42 +40,38 @@ _BOM: Final = b"\xef\xbb\xbf"
 _NOT_IN_JSON: Final = re.compile(rb"[\x0b\x0c]")
 
 
-async def answer_row_chunks(read: Read, *, fmt: AnswerFormat, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
-    """Yield lists of at most `chunk_rows` rows of a body in format `fmt`, in the body's order; an empty
-    body means no rows. (`cdr_stream.answers.order` puts a whole answer in ID order.)
+def answer_row_chunks(read: Read, *, fmt: AnswerFormat, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
+    """The parser of format `fmt`: it yields lists of at most `chunk_rows` rows of a body, in the body's
+    order; an empty body means no rows. (`cdr_stream.answers.order` puts a whole answer in ID order.)
 
-    Raises AnswerFormatError (with a fixed `reason`) on a body that is not what the format promises.
+    The parser itself is returned, not a generator around it, which would hold on to each chunk while
+    the next is parsed. It raises AnswerFormatError (with a fixed `reason`) on a body that is not what
+    the format promises.
     """
     if fmt == "json":
-        chunks = json_row_chunks(read, chunk_rows=chunk_rows)
-    else:
-        chunks = text_row_chunks(read, fmt=fmt, chunk_rows=chunk_rows)
-    async with aclosing(chunks):  # a caller that stops early closes the parser too
-        async for chunk in chunks:
-            yield chunk
+        return json_row_chunks(read, chunk_rows=chunk_rows)
+    return text_row_chunks(read, fmt=fmt, chunk_rows=chunk_rows)
 
 
 class _PrefixedReader:
     """Replays the bytes already read, then continues from the stream (what ijson's async API reads from).
 
-    The prefix is handed out in slices and dropped as soon as it is used up, so the large first buffer
-    does not stay alive for the rest of a streamed answer.
+    The prefix is handed out in slices, each cut off the buffer as it goes: a bytearray reallocates
+    itself smaller once less than half of it is left, so the large first buffer shrinks while the rows
+    it holds are parsed (and held, before the answer spills), and is gone once used up.
     """
 
     def __init__(self, prefix: bytearray, read: Read) -> None:
-        self._prefix: bytearray | None = prefix
-        self._position = 0
+        self._prefix = prefix
         self._read = read
 
     async def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""  # ijson probes the type with read(0); the prefix must survive it
         size = READ_SIZE if size is None or size < 0 else size
-        if self._prefix is not None:
-            piece = bytes(self._prefix[self._position : self._position + size])
-            self._position += len(piece)
-            if self._position >= len(self._prefix):
-                self._prefix = None
+        if self._prefix:
+            piece = bytes(self._prefix[:size])
+            del self._prefix[:size]
         else:
             piece = await self._read(size)
         if _NOT_IN_JSON.search(piece):
@@ -115,16 +110,25 @@ async def _opening(read: Read, buffer_limit: int) -> tuple[bytearray, bool]:
     return buffer, at_end
 
 
+def _first_non_space(buffer: bytearray) -> int | None:
+    """Where the first byte that is not whitespace is, if any.
+
+    Only the position leaves: a match object holds on to the buffer it searched, which would keep the
+    whole opening alive for as long as the answer is read.
+    """
+    found = _FIRST_NON_SPACE.search(buffer)
+    return None if found is None else found.start()
+
+
 async def json_row_chunks(
     read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT
 ) -> AsyncGenerator[list[Any], None]:
     """Yield lists of at most `chunk_rows` rows from a JSON array body, in its order; an empty body means no rows."""
     buffer, at_end = await _opening(read, buffer_limit)
-    first = _FIRST_NON_SPACE.search(buffer)
-    if first is None:  # only at the end: the opening holds a non-space byte otherwise
+    start = _first_non_space(buffer)
+    if start is None:  # only at the end: the opening holds a non-space byte otherwise
         return
-    if first.group() != b"[":
-        start = first.start()
+    if buffer[start] != ord("["):
         raise AnswerFormatError(
             FailureReason.NOT_JSON_ARRAY,
             f"the answer does not start with '[': {describe_body(bytes(buffer[start : start + 100]))}",

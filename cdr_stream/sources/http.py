@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 
 import aiohttp
 
-from cdr_stream.answers.order import OnRun, OrderedRows, TempSpace, ordered_rows
+from cdr_stream.answers.order import READ_ROWS, OnRun, OrderedRows, TempSpace, ordered_rows
 from cdr_stream.answers.parse import answer_row_chunks, describe_body
 from cdr_stream.config import FeedSettings
 from cdr_stream.errors import AnswerFormatError, FailureReason, FeedAuthError, FeedError, SpillError
@@ -188,7 +188,7 @@ class FeedClient:
         Raises FeedError as `row_chunks` does, and with reason "spill" when the answer cannot be sorted.
         """
         rows = ordered_rows(
-            self.row_chunks(from_id, chunk_rows=chunk_rows, window=window),
+            self.row_chunks(from_id, chunk_rows=READ_ROWS, window=window),
             floor=from_id,
             chunk_rows=chunk_rows,
             space=self._space,
@@ -199,6 +199,7 @@ class FeedClient:
             async with aclosing(rows):
                 async for chunk in rows:
                     yield chunk
+                    del chunk  # not held while the next chunk is merged
         except SpillError as exc:
             raise FeedError(exc.reason, str(exc)) from None
 
@@ -220,9 +221,12 @@ class FeedClient:
                     )
                 await self._check_status(response)
                 body = _ProgressGuard(response.read, settings.read_timeout_seconds)
-                chunks = answer_row_chunks(body.read, fmt=settings.format, chunk_rows=chunk_rows)
+                chunks = await stack.enter_async_context(
+                    aclosing(answer_row_chunks(body.read, fmt=settings.format, chunk_rows=chunk_rows))
+                )
                 async for chunk in chunks:
                     yield chunk
+                    del chunk  # not held while the next chunk is parsed
         except FeedError:
             raise
         except AnswerFormatError as exc:
@@ -286,6 +290,7 @@ class HttpSource:
         chunks = self.client.ordered_chunks(state.last_id, chunk_rows=self._chunk_rows, on_run=self._on_run)
         async for chunk in chunks:
             yield Batch(chunk.rows, dropped_seen=chunk.dropped_seen, dropped_duplicate=chunk.dropped_duplicate)
+            del chunk  # its rows are the caller's to let go of once committed
 
     async def close(self) -> None:
         await self.client.close()

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from cdr_stream.answers.order import OrderedRows, TempSpace, ordered_rows
+from cdr_stream.answers.order import READ_ROWS, OrderedRows, TempSpace, ordered_rows
 from cdr_stream.answers.parse import answer_row_chunks
 from cdr_stream.config import FeedSettings, SftpSettings
 from cdr_stream.errors import (
@@ -286,11 +286,12 @@ class SftpSource:
             received += len(piece)
             return piece
 
-        chunks = answer_row_chunks(read, fmt=self._feed.format, chunk_rows=self._feed.max_rows_per_transaction)
+        chunks = answer_row_chunks(read, fmt=self._feed.format, chunk_rows=READ_ROWS)
         try:
             async with aclosing(chunks):
                 async for rows in chunks:
                     yield rows
+                    del rows  # not held while the next chunk is parsed
         except AnswerFormatError as exc:
             raise FeedError(
                 exc.reason, f"file {remote.name} does not hold what format {self._feed.format!r} promises: {exc}"

@@ -6,6 +6,7 @@ import fcntl
 import os
 import random
 import time
+import weakref
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,34 @@ async def test_any_answer_comes_out_as_the_model_says_on_either_path(
     assert flat(out) == model(rows, floor)
     assert out and all(len(chunk.rows) <= chunk_rows for chunk in out)
     assert spill_dirs(root) == []
+
+
+class WatchedChunk(list[Any]):
+    """A parsed chunk a weak reference can follow (a plain list cannot have one)."""
+
+
+@pytest.mark.parametrize("memory_rows", [1_000, 25], ids=["in memory", "spilled"])
+async def test_a_parsed_chunk_is_let_go_once_its_rows_are_held_or_spilled(tmp_path: Path, memory_rows: int) -> None:
+    watched: list[weakref.ref[WatchedChunk]] = []
+    alive_when_asked: list[int] = []
+
+    async def parsed() -> AsyncGenerator[list[Any], None]:
+        for begin in range(0, 200, 10):
+            alive_when_asked.append(sum(ref() is not None for ref in watched))
+            chunk = WatchedChunk({"ID": 200 - n} for n in range(begin, begin + 10))
+            watched.append(weakref.ref(chunk))
+            yield chunk
+            del chunk
+
+    chunks = ordered_rows(
+        parsed(), floor=0, chunk_rows=50, space=TempSpace(tmp_path), feed="f", memory_rows=memory_rows
+    )
+    first = await anext(chunks)
+    assert [row["ID"] for row in first.rows] == list(range(1, 51))
+    # Not one parsed chunk was kept while the next was parsed, nor the last one through the output.
+    assert alive_when_asked == [0] * 20
+    assert [ref() for ref in watched] == [None] * 20
+    await chunks.aclose()
 
 
 async def test_the_size_limit_fails_the_answer_clearly_and_leaves_nothing_behind(tmp_path: Path) -> None:
