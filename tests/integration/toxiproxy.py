@@ -30,6 +30,9 @@ UPSTREAM = "upstream"  # from the client to the server
 BOTH = (DOWNSTREAM, UPSTREAM)
 
 
+_REMOVE_ATTEMPTS = 3
+
+
 class ToxiproxyError(Exception):
     """Toxiproxy could not be built, started or driven."""
 
@@ -80,10 +83,12 @@ class Toxiproxy:
                 self.process.kill()
                 self.process.wait(10)
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout: float = 10) -> Any:
         async with (
             aiohttp.ClientSession() as session,
-            session.request(method, f"{self.api}{path}", json=body, timeout=aiohttp.ClientTimeout(total=10)) as answer,
+            session.request(
+                method, f"{self.api}{path}", json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as answer,
         ):
             text = await answer.text()
             if answer.status >= 300:
@@ -130,7 +135,20 @@ class Proxy:
         return name
 
     async def remove(self, toxic: str) -> None:
-        await self.server._call("DELETE", f"/proxies/{self.name}/toxics/{toxic}")
+        # Toxiproxy can take long to take a toxic out of a link busy with delayed data (it waits for the
+        # link, and answers 503 after 25 s): asked again until it is gone, for up to about two minutes.
+        for attempt in range(1, _REMOVE_ATTEMPTS + 1):
+            try:
+                await self.server._call("DELETE", f"/proxies/{self.name}/toxics/{toxic}", timeout=40)
+                return
+            except ToxiproxyError as exc:
+                if "HTTP 404" in str(exc):
+                    return  # gone already
+                if "HTTP 503" not in str(exc) or attempt == _REMOVE_ATTEMPTS:
+                    raise
+            except TimeoutError:
+                if attempt == _REMOVE_ATTEMPTS:
+                    raise
 
     async def clear(self) -> None:
         """Remove every toxic of this proxy."""
