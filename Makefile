@@ -26,7 +26,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+# The C fast path, rebuilt in place when its source changes (the editable install builds it the first time).
+NATIVE := cdr_stream/records/_native$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+$(NATIVE): cdr_stream/records/_native.c hatch_build.py $(STAMP)
+	$(BIN)/python hatch_build.py
+
+venv: $(STAMP) $(NATIVE)
 
 # The benchmarks' own extras (confluent-kafka for a peer script, py-spy), on top of the dev venv.
 $(BENCH_STAMP): $(STAMP)

@@ -8,10 +8,16 @@ publishes is byte for byte what the checked path publishes for the same row; a t
 Values that repeat from row to row (dates, UTC offsets, amounts, the hour of UTCDateTime) are read once
 and remembered in small memos, emptied when they grow past `MEMO_LIMIT` entries so that any answer stays
 within bounded memory.
+
+Where the C extension `_native` is built (the default), it does this path's work: it reads the row and
+writes the event's JSON itself, takes the same forms or fewer, and reads new values through the readers
+and memos below. The Python path here is what runs without it (CDR_STREAM_PURE_PYTHON=1), and what a
+test compares it with.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +26,25 @@ from typing import Any, Final
 from cdr_stream.records import values
 from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES, Event, dumps
 from cdr_stream.records.fields import FEED_FIELDS
+
+#: Set to 1 (or true, yes) to run without the C extension, as a build without a compiler does.
+PURE_PYTHON_ENV: Final = "CDR_STREAM_PURE_PYTHON"
+
+
+def _native_module() -> Any:
+    if os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return None
+    try:
+        from cdr_stream.records import _native
+    except ImportError:  # built with CDR_STREAM_PURE_PYTHON=1, or by hand without the extension
+        return None
+    return _native
+
+
+#: The C extension, or None where it is not built or turned off.
+native: Final = _native_module()
+#: What makes a row's event on the fast path: the row's ID, the row, the latest acceptable call time (us).
+EventMaker = Callable[[int, dict[str, Any], int], Event | None]
 
 #: The most entries one memo holds before it is emptied (a feed sends a few dates and offsets a day).
 MEMO_LIMIT: Final = 4096
@@ -191,14 +216,31 @@ def _account(value: Any) -> str:
 
 
 class FastNormalizer:
-    """The fast path for one feed's rows."""
+    """The fast path for one feed's rows: `event` is the C extension's where it is built, unless
+    `use_native` is False."""
 
-    def __init__(self, feed: str) -> None:
+    def __init__(self, feed: str, *, use_native: bool = True) -> None:
         self._feed = feed
+        #: The row's event, if the fast path can make it; None if the checked path must read the row.
+        self.event: EventMaker = self.python_event
+        if use_native and native is not None:
+            self.event = native.Normalizer(
+                prefix=b'{"schema_version":%d,"feed":%s,"id":' % (EVENT_SCHEMA_VERSION, dumps(feed)),
+                event_type=Event,
+                dates=_date_text.known,
+                read_date=_date_text,
+                offsets=_OFFSETS.known,
+                read_offset=_offset_hours,
+                amounts=_AMOUNT_TEXTS,
+                read_amount=_amount,
+                read_count=_count,
+                give_up=GiveUp,
+                max_event_bytes=MAX_EVENT_BYTES,
+            ).event
 
-    def event(self, row_id: int, row: dict[str, Any], latest_us: int) -> Event | None:
-        """The row's event, if the fast path can make it; None if the checked path must read the row.
-        `latest_us`: the latest acceptable call time, in microseconds from the epoch."""
+    def python_event(self, row_id: int, row: dict[str, Any], latest_us: int) -> Event | None:
+        """The fast path in Python: the row's event, or None. `latest_us`: the latest acceptable call time,
+        in microseconds from the epoch."""
         if len(row) != _ROW_FIELDS or row_id > values.INT64_MAX:
             return None  # a missing or an extra column
         try:

@@ -274,12 +274,14 @@ class RecordProcessor:
         *,
         clock: Callable[[], datetime] | None = None,
         fast_path: bool = True,
+        native: bool = True,
     ) -> None:
-        """`fast_path=False` reads every row on the checked path (what the fast path is compared with)."""
+        """`fast_path=False` reads every row on the checked path (what the fast path is compared with);
+        `native=False` takes the fast path in Python even where the C extension is built."""
         self.feed = feed
         self._validator = validator or RowValidator()
         self._clock = clock or _utc_now
-        self._fast_event = FastNormalizer(feed).event if fast_path else _no_event
+        self._fast_event = FastNormalizer(feed, use_native=native).event if fast_path else _no_event
 
     def process_chunk(self, rows: Iterable[Any], floor_id: int) -> ProcessedChunk:
         """Validate and normalize `rows`; IDs at or below `floor_id` are dropped as already seen.

@@ -103,7 +103,12 @@ async def spawn(argv: list[str], env: dict[str, str], log_path: Path, *, pipe: b
 
 def child_env(password: str) -> dict[str, str]:
     # CDR_STREAM_* variables would override the generated configuration; the benchmark wants its own.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CDR_STREAM_")}
+    # CDR_STREAM_PURE_PYTHON is no setting: it chooses the C fast path or the Python one (for a comparison).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CDR_STREAM_") or key == "CDR_STREAM_PURE_PYTHON"
+    }
     env[PASSWORD_ENV] = password
     # The checkout's code, whatever cdr-stream the virtualenv has installed (another checkout's, an older one).
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))

@@ -140,6 +140,14 @@ def test_image_runs_as_non_root_and_holds_no_compiler_nor_pip_cache(image: str) 
     assert "find:" not in found.stderr, found.stderr
 
 
+def test_image_normalizes_rows_with_the_c_fast_path(image: str) -> None:
+    # The build stage compiled the extension into the wheel; the runtime stage has no compiler to make it.
+    probe = "from cdr_stream.records import fastpath; print(fastpath.native.__file__)"
+    found = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", probe)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip().endswith(".so"), found.stdout
+
+
 async def test_the_chart_pod_streams_exactly_once_answers_probes_and_stops_within_the_grace_period(
     image: str, kafka: KafkaSettings, topics: TopicSettings, tmp_path: Path
 ) -> None:

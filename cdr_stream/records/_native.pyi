@@ -1,0 +1,24 @@
+from collections.abc import Callable
+from typing import Any
+
+from cdr_stream.records.event import Event
+
+SOURCE_SHA256: str
+
+class Normalizer:
+    def __init__(
+        self,
+        *,
+        prefix: bytes,
+        event_type: type[Event],
+        dates: dict[Any, Any],
+        read_date: Callable[[Any], Any],
+        offsets: dict[Any, Any],
+        read_offset: Callable[[Any], Any],
+        amounts: dict[Any, Any],
+        read_amount: Callable[[Any], Any],
+        read_count: Callable[[Any], Any],
+        give_up: type[Exception],
+        max_event_bytes: int,
+    ) -> None: ...
+    def event(self, row_id: int, row: dict[str, Any], latest_us: int, /) -> Event | None: ...
