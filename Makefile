@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 
 # The C fast path, rebuilt in place when its source changes (the editable install builds it the first time).
 NATIVE := cdr_stream/records/_native$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-$(NATIVE): cdr_stream/records/_native.c hatch_build.py $(STAMP)
+$(NATIVE): $(wildcard cdr_stream/records/_native*.[ch]) hatch_build.py $(STAMP)
 	$(BIN)/python hatch_build.py
 
 venv: $(STAMP) $(NATIVE)

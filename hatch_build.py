@@ -26,11 +26,19 @@ def pure_python() -> bool:
     return os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def source_digest(root: Path) -> str:
+    """The SHA-256 of the extension's source files, in name order (what `_native.SOURCE_SHA256` holds)."""
+    digest = hashlib.sha256()
+    for path in sorted((root / SOURCE.parent).glob("_native*.[ch]")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def build_extension(root: Path) -> Path:
     """Compile the extension next to its source (under `root`); return the shared object's path."""
     source = root / SOURCE
     target = source.with_name("_native" + str(sysconfig.get_config_var("EXT_SUFFIX")))
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    digest = source_digest(root)
     compiler = shlex.split(str(sysconfig.get_config_var("CC") or "cc"))
     partial = target.with_name(target.name + ".partial")
     command = [
@@ -40,9 +48,10 @@ def build_extension(root: Path) -> Path:
         "-O2",
         "-Wall",
         "-fno-strict-aliasing",
+        "-fvisibility=hidden",
         *(f"-I{path}" for path in dict.fromkeys((sysconfig.get_path("include"), sysconfig.get_path("platinclude")))),
         f'-DNATIVE_SOURCE_SHA256="{digest}"',
-        str(source),
+        *(str(path) for path in sorted(source.parent.glob("_native*.c"))),
         "-o",
         str(partial),
     ]

@@ -36,6 +36,7 @@ from typing import IO, Any, Final
 import orjson
 
 from cdr_stream.errors import SpillError
+from cdr_stream.records.event import PreparedRow
 from cdr_stream.records.processor import MalformedRow, usable_id
 
 #: Rows held in memory before the answer is spilled to disk (22 MiB of the simulator's rows parsed by
@@ -54,7 +55,9 @@ _RUN_BUFFER: Final = 64 * 1024
 #: A spilled row's header: how it is encoded, the payload's length and the sort key's length. The key
 #: (the ID, or 0 for a row without a usable one) follows as unsigned big-endian bytes: an ID may be any size.
 _FRAME: Final = struct.Struct("<BIB")
-_JSON, _PICKLE, _MALFORMED = 0, 1, 2
+_JSON, _PICKLE, _MALFORMED, _PREPARED = 0, 1, 2, 3
+# A prepared row's payload: its timestamp and its key's length, then the key and the tail (the ID is the frame's key).
+_PREPARED_HEAD: Final = struct.Struct("<qI")
 _PREFIX: Final = "cdr-stream-spill-"
 _LOCK: Final = "lock"
 _SETUP_SECONDS: Final = 60.0
@@ -132,6 +135,8 @@ def _locked(path: Path) -> bool:
 
 
 def _encode(row: Any) -> tuple[int, bytes]:
+    if row.__class__ is PreparedRow:
+        return _PREPARED, _PREPARED_HEAD.pack(row.timestamp_ms, len(row.key)) + row.key + row.tail
     if isinstance(row, MalformedRow):
         return _MALFORMED, orjson.dumps([row.values, row.reason])
     try:
@@ -140,9 +145,13 @@ def _encode(row: Any) -> tuple[int, bytes]:
         return _PICKLE, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _decode(kind: int, payload: bytes) -> Any:
+def _decode(kind: int, payload: bytes, key: int) -> Any:
     if kind == _JSON:
         return orjson.loads(payload)
+    if kind == _PREPARED:
+        timestamp_ms, key_size = _PREPARED_HEAD.unpack_from(payload)
+        start = _PREPARED_HEAD.size
+        return PreparedRow(key, payload[start : start + key_size], timestamp_ms, payload[start + key_size :])
     if kind == _MALFORMED:
         values, reason = orjson.loads(payload)
         return MalformedRow(values, reason)
@@ -242,7 +251,7 @@ class _Spill:
         self._flush()
         self._merge_down()
         for key, kind, payload in heapq.merge(*(_frames(path) for path in self._runs), key=_key):
-            yield key, _decode(kind, payload)
+            yield key, _decode(kind, payload, key)
 
     def close(self) -> None:
         self._space.release(self._feed, self._bytes)

@@ -20,6 +20,7 @@ import orjson
 from cdr_stream.answers.formats import READ_SIZE, AnswerFormat, Read, describe_body
 from cdr_stream.answers.text import text_row_chunks
 from cdr_stream.errors import AnswerFormatError, FailureReason
+from cdr_stream.records.page import prepared_rows
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
@@ -40,16 +41,19 @@ _BOM: Final = b"\xef\xbb\xbf"
 _NOT_IN_JSON: Final = re.compile(rb"[\x0b\x0c]")
 
 
-def answer_row_chunks(read: Read, *, fmt: AnswerFormat, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
+def answer_row_chunks(
+    read: Read, *, fmt: AnswerFormat, chunk_rows: int, prepare: bool = False
+) -> AsyncGenerator[list[Any], None]:
     """The parser of format `fmt`: it yields lists of at most `chunk_rows` rows of a body, in the body's
     order; an empty body means no rows. (`cdr_stream.answers.order` puts a whole answer in ID order.)
+    With `prepare`, rows of a JSON body read whole may come as `PreparedRow`s (`cdr_stream.records.page`).
 
     The parser itself is returned, not a generator around it, which would hold on to each chunk while
     the next is parsed. It raises AnswerFormatError (with a fixed `reason`) on a body that is not what
     the format promises.
     """
     if fmt == "json":
-        return json_row_chunks(read, chunk_rows=chunk_rows)
+        return json_row_chunks(read, chunk_rows=chunk_rows, prepare=prepare)
     return text_row_chunks(read, fmt=fmt, chunk_rows=chunk_rows)
 
 
@@ -121,9 +125,12 @@ def _first_non_space(buffer: bytearray) -> int | None:
 
 
 async def json_row_chunks(
-    read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT
+    read: Read, *, chunk_rows: int, buffer_limit: int = DEFAULT_BUFFER_LIMIT, prepare: bool = False
 ) -> AsyncGenerator[list[Any], None]:
-    """Yield lists of at most `chunk_rows` rows from a JSON array body, in its order; an empty body means no rows."""
+    """Yield lists of at most `chunk_rows` rows from a JSON array body, in its order; an empty body means no rows.
+
+    With `prepare`, a body read whole goes to the page reader first: its rows in the common form come as
+    `PreparedRow`s, the others as dicts."""
     buffer, at_end = await _opening(read, buffer_limit)
     start = _first_non_space(buffer)
     if start is None:  # only at the end: the opening holds a non-space byte otherwise
@@ -135,10 +142,12 @@ async def json_row_chunks(
         )
 
     if at_end:
-        try:
-            rows = orjson.loads(buffer)
-        except orjson.JSONDecodeError as exc:
-            raise AnswerFormatError(FailureReason.INVALID_JSON, f"{exc} (body of {len(buffer)} bytes)") from None
+        rows = prepared_rows(buffer) if prepare else None
+        if rows is None:
+            try:
+                rows = orjson.loads(buffer)
+            except orjson.JSONDecodeError as exc:
+                raise AnswerFormatError(FailureReason.INVALID_JSON, f"{exc} (body of {len(buffer)} bytes)") from None
         del buffer
         for begin in range(0, len(rows), chunk_rows):
             yield rows[begin : begin + chunk_rows]

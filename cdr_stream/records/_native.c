@@ -7,127 +7,9 @@
  * publishes the same bytes. Values it has not seen before (a date, an offset, an amount) are read by the
  * Python readers of `fastpath`, which remember them in the memos this reads.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
-
-#define ROW_FIELDS 26
-
-/* The row's fields, in the order the event is written. */
-enum {
-    F_ACCOUNT, F_DIRECTION, F_CALL_TYPE, F_BILL_DATE, F_DATE, F_TIME, F_UTC, F_OFFSET, F_APARTY,
-    F_BPARTY, F_BILL_NUMBER, F_SECONDS, F_NETWORK_SECONDS, F_CONNECT_SECONDS, F_CHARGE,
-    F_CHARGE_EXCL, F_FREE_UNITS, F_TEXT1, F_TEXT2, F_RELEASE, F_STATUS, F_SERVICE, F_BILLING_GROUP,
-    F_CALLING_GROUP, F_PROFILE, N_FIELDS
-};
-static const char *const FIELD_NAMES[N_FIELDS] = {
-    "AccountCode", "Direction", "CallType", "BillDate", "Date", "Time", "UTCDateTime", "UTCOffset",
-    "AParty", "BParty", "BillNumber", "Seconds", "NetworkSeconds", "ConnectSeconds", "Charge",
-    "ChargeExcl", "FreeUnitsUsed", "TextDesc1", "TextDesc2", "ReleaseCause", "Status", "ServiceType",
-    "BillingGroup", "CallingGroup", "Profile",
-};
-
-/* ---- an output buffer ------------------------------------------------------------------------ */
-
-typedef struct {
-    char *data;
-    Py_ssize_t size;
-    Py_ssize_t capacity;
-    char *heap; /* NULL while `data` is the caller's stack buffer */
-} Buffer;
-
-static int buffer_grow(Buffer *b, Py_ssize_t more) {
-    Py_ssize_t capacity = b->capacity * 2;
-    while (capacity < b->size + more) {
-        capacity *= 2;
-    }
-    char *grown = PyMem_Malloc((size_t)capacity);
-    if (grown == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memcpy(grown, b->data, (size_t)b->size);
-    PyMem_Free(b->heap);
-    b->heap = b->data = grown;
-    b->capacity = capacity;
-    return 0;
-}
-
-static inline int buffer_reserve(Buffer *b, Py_ssize_t more) {
-    return b->size + more <= b->capacity ? 0 : buffer_grow(b, more);
-}
-
-static inline int put(Buffer *b, const char *text, Py_ssize_t length) {
-    if (buffer_reserve(b, length) < 0) {
-        return -1;
-    }
-    memcpy(b->data + b->size, text, (size_t)length);
-    b->size += length;
-    return 0;
-}
-
-#define PUT_LITERAL(b, text) put((b), (text), (Py_ssize_t)(sizeof(text) - 1))
-
-static int put_int64(Buffer *b, long long value) {
-    char digits[24];
-    char *end = digits + sizeof digits, *p = end;
-    unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
-    do {
-        *--p = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
-    if (value < 0) {
-        *--p = '-';
-    }
-    return put(b, p, end - p);
-}
-
-static const char HEX[] = "0123456789abcdef";
-
-/* UTF-8 text as a JSON string, escaped as orjson escapes it: the quote, the backslash and the control
- * characters (\b \t \n \f \r by name, the others as \u00XX); everything else as it is. */
-static int put_json_string(Buffer *b, const char *text, Py_ssize_t length) {
-    /* At most 6 bytes of output a byte of input, and the quotes. */
-    if (buffer_reserve(b, length * 6 + 2) < 0) {
-        return -1;
-    }
-    char *out = b->data + b->size;
-    *out++ = '"';
-    for (Py_ssize_t i = 0; i < length; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *out++ = (char)c;
-            continue;
-        }
-        *out++ = '\\';
-        switch (c) {
-        case '"': *out++ = '"'; break;
-        case '\\': *out++ = '\\'; break;
-        case '\b': *out++ = 'b'; break;
-        case '\t': *out++ = 't'; break;
-        case '\n': *out++ = 'n'; break;
-        case '\f': *out++ = 'f'; break;
-        case '\r': *out++ = 'r'; break;
-        default:
-            *out++ = 'u';
-            *out++ = '0';
-            *out++ = '0';
-            *out++ = HEX[c >> 4];
-            *out++ = HEX[c & 0xf];
-        }
-    }
-    *out++ = '"';
-    b->size = out - b->data;
-    return 0;
-}
+#include "_native.h"
 
 /* ---- reading values ---------------------------------------------------------------------------- */
-
-/* What a reader gives back: the value was written, the row is not for this path, or an error is set. */
-#define DONE 0
-#define GIVE_UP 1
-#define FAILED (-1)
 
 /* What a normalizer holds, as passed to it (the keyword arguments of its constructor, in this order). */
 enum {
@@ -154,11 +36,6 @@ typedef struct {
     PyObject *met[ROW_FIELDS];
     Py_ssize_t max_event_bytes;
 } Normalizer;
-
-/* Python's str.isspace() for the ASCII characters (what str.strip() removes from ASCII text). */
-static inline int ascii_space(unsigned char c) {
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
 
 /* The UTF-8 of a str, stripped as str.strip() strips it, in *text and *length; GIVE_UP for text that
  * is not valid Unicode (a lone surrogate, which orjson refuses too). */
@@ -305,20 +182,6 @@ static int put_remembered(Normalizer *self, Buffer *b, PyObject *memo, PyObject 
     return status;
 }
 
-static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-
-/* Digits at text[0..count), as a number; -1 when one is not an ASCII digit. */
-static inline long digits(const char *text, int count) {
-    long number = 0;
-    for (int i = 0; i < count; i++) {
-        if (!is_digit((unsigned char)text[i])) {
-            return -1;
-        }
-        number = number * 10 + (text[i] - '0');
-    }
-    return number;
-}
-
 /* A count (Seconds, NetworkSeconds, ConnectSeconds, FreeUnitsUsed): an int within 64 bits, ASCII digits
  * (at most 18), empty; anything else through `fastpath._count`. */
 static int put_count(Normalizer *self, Buffer *b, PyObject *value) {
@@ -375,83 +238,21 @@ static int put_local_time(Buffer *b, PyObject *value) {
     if (length == 0) {
         return PUT_LITERAL(b, "null");
     }
-    if (length != 8 || t[2] != ':' || t[5] != ':') {
-        return GIVE_UP;
-    }
-    long hour = digits(t, 2), minute = digits(t + 3, 2), second = digits(t + 6, 2);
-    if (hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) {
+    if (!is_time_of_day(t, length)) {
         return GIVE_UP;
     }
     return put_json_string(b, t, 8);
 }
 
-static int leap(long year) { return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0; }
-
-/* Days from 1970-01-01 to a valid proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static long long days_from_civil(long y, long m, long d) {
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    long long yoe = y - era * 400;
-    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* UTCDateTime as "YYYY-MM-DD HH:MM:SS" (or with a T) in seconds from the epoch; GIVE_UP otherwise. */
+/* UTCDateTime's common form in seconds from the epoch; GIVE_UP otherwise. */
 static int utc_seconds(PyObject *value, long long *seconds) {
-    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_COMPACT_ASCII(value) || PyUnicode_GET_LENGTH(value) != 19) {
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_COMPACT_ASCII(value)) {
         return GIVE_UP;
     }
-    const char *t = (const char *)PyUnicode_DATA(value);
-    if (t[4] != '-' || t[7] != '-' || (t[10] != ' ' && t[10] != 'T') || t[13] != ':' || t[16] != ':') {
-        return GIVE_UP;
-    }
-    long year = digits(t, 4), month = digits(t + 5, 2), day = digits(t + 8, 2);
-    long hour = digits(t + 11, 2), minute = digits(t + 14, 2), second = digits(t + 17, 2);
-    static const int MONTH_DAYS[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
-        second < 0 || second > 59) {
-        return GIVE_UP;
-    }
-    if (day > MONTH_DAYS[month - 1] + (month == 2 && leap(year))) {
-        return GIVE_UP;
-    }
-    *seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
-    return DONE;
+    return utc_seconds_of((const char *)PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value), seconds);
 }
 
 /* ---- the event -------------------------------------------------------------------------------- */
-
-#define CHECK(call)                                                                                                 \
-    do {                                                                                                            \
-        int status_ = (call);                                                                                       \
-        if (status_ != DONE) {                                                                                      \
-            return status_;                                                                                         \
-        }                                                                                                           \
-    } while (0)
-
-/* How each field is written: its event key (after a comma) and how its value is read. */
-enum { K_ACCOUNT, K_TEXT, K_LOWER_TEXT, K_DATE, K_TIME, K_UTC, K_OFFSET, K_COUNT, K_AMOUNT };
-#define KEY(text) text, (Py_ssize_t)(sizeof(text) - 1)
-static const struct {
-    const char *key;
-    Py_ssize_t length;
-    int kind;
-} EVENT_FIELDS[N_FIELDS] = {
-    {KEY(",\"account_code\":"), K_ACCOUNT}, {KEY(",\"direction\":"), K_LOWER_TEXT},
-    {KEY(",\"call_type\":"), K_TEXT},       {KEY(",\"bill_date\":"), K_DATE},
-    {KEY(",\"local_date\":"), K_DATE},      {KEY(",\"local_time\":"), K_TIME},
-    {KEY(",\"utc_datetime\":"), K_UTC},     {KEY(",\"utc_offset_hours\":"), K_OFFSET},
-    {KEY(",\"a_party\":"), K_TEXT},         {KEY(",\"b_party\":"), K_TEXT},
-    {KEY(",\"bill_number\":"), K_TEXT},     {KEY(",\"seconds\":"), K_COUNT},
-    {KEY(",\"network_seconds\":"), K_COUNT}, {KEY(",\"connect_seconds\":"), K_COUNT},
-    {KEY(",\"charge\":"), K_AMOUNT},        {KEY(",\"charge_excl\":"), K_AMOUNT},
-    {KEY(",\"free_units_used\":"), K_COUNT}, {KEY(",\"text_desc1\":"), K_TEXT},
-    {KEY(",\"text_desc2\":"), K_TEXT},      {KEY(",\"release_cause\":"), K_TEXT},
-    {KEY(",\"status\":"), K_TEXT},          {KEY(",\"service_type\":"), K_TEXT},
-    {KEY(",\"billing_group\":"), K_TEXT},   {KEY(",\"calling_group\":"), K_TEXT},
-    {KEY(",\"profile\":"), K_TEXT},
-};
 
 /* The UTC offset: an int within a day, else through the offset memo. */
 static int put_offset(Normalizer *self, Buffer *b, PyObject *offset) {
@@ -480,15 +281,8 @@ static int put_field(Normalizer *self, Buffer *b, int kind, PyObject *value, con
         return put_remembered(self, b, self->refs[R_DATES], self->refs[R_READ_DATE], value);
     case K_TIME:
         return put_local_time(b, value);
-    case K_UTC: {
-        const char *utc = (const char *)PyUnicode_DATA(value); /* checked by utc_seconds */
-        char text[20];
-        memcpy(text, utc, 10);
-        text[10] = 'T';
-        memcpy(text + 11, utc + 11, 8);
-        text[19] = 'Z';
-        return put_json_string(b, text, 20);
-    }
+    case K_UTC:
+        return put_utc_text(b, (const char *)PyUnicode_DATA(value)); /* checked by utc_seconds */
     case K_OFFSET:
         return put_offset(self, b, value);
     case K_COUNT:
@@ -722,7 +516,63 @@ static PyObject *normalizer_call_event(Normalizer *self, PyObject *const *args, 
     return normalizer_event(self, args, nargs);
 }
 
+/* A prepared row (ID, key, timestamp, the event's JSON after the ID; see _native_page.c) as its event:
+ * the feed's prefix and the ID put in front. */
+static PyObject *normalizer_prepared(Normalizer *self, PyObject *row) {
+    if (self->refs[R_PREFIX] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Normalizer was not initialized");
+        return NULL;
+    }
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(row, 3))) {
+        PyErr_SetString(PyExc_TypeError, "prepared() takes a prepared row");
+        return NULL;
+    }
+    PyObject *id = PyTuple_GET_ITEM(row, 0), *tail = PyTuple_GET_ITEM(row, 3);
+    long long number = PyLong_AsLongLong(id);
+    if (number == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    char stack[32];
+    Buffer digits = {stack, 0, sizeof stack, NULL};
+    if (put_int64(&digits, number) != DONE) {
+        return NULL;
+    }
+    PyObject *prefix = self->refs[R_PREFIX];
+    Py_ssize_t size = PyBytes_GET_SIZE(prefix) + digits.size + PyBytes_GET_SIZE(tail);
+    PyObject *value = PyBytes_FromStringAndSize(NULL, size);
+    if (value == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(value);
+    memcpy(out, PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(prefix));
+    out += PyBytes_GET_SIZE(prefix);
+    memcpy(out, digits.data, (size_t)digits.size);
+    memcpy(out + digits.size, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail));
+    PyTypeObject *type = (PyTypeObject *)self->refs[R_EVENT_TYPE];
+    PyObject *event = type->tp_alloc(type, 5);
+    if (event == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyObject *empty = PyTuple_New(0);
+    if (empty == NULL) {
+        Py_DECREF(value);
+        Py_DECREF(event);
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        PyObject *item = PyTuple_GET_ITEM(row, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(event, i, item);
+    }
+    PyTuple_SET_ITEM(event, 3, value);
+    PyTuple_SET_ITEM(event, 4, empty);
+    return event;
+}
+
 static PyMethodDef normalizer_methods[] = {
+    {"prepared", (PyCFunction)normalizer_prepared, METH_O,
+     "prepared(row) -> Event: a prepared row (from parse_page) as its event."},
     {"event", (PyCFunction)(void (*)(void))normalizer_call_event, METH_FASTCALL,
      "event(row_id, row, latest_us) -> Event | None: the row's event, or None for the checked path."},
     {NULL, NULL, 0, NULL},
@@ -741,9 +591,16 @@ static PyTypeObject NormalizerType = {
     .tp_methods = normalizer_methods,
 };
 
+static PyMethodDef module_methods[] = {
+    {"parse_page", (PyCFunction)(void (*)(void))parse_page, METH_FASTCALL,
+     "parse_page(page, latest_us, loads, prepared_type, max_bytes) -> list | None: a JSON page's rows, "
+     "prepared where they take the common form; None for a page left to orjson."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, .m_name = "cdr_stream.records._native",
-    .m_doc = "The fast path of normalization, in C.", .m_size = -1,
+    .m_doc = "The fast path of normalization, in C.", .m_size = -1, .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {

@@ -1,7 +1,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from cdr_stream.records.event import Event
+from cdr_stream.records.event import Event, PreparedRow
 
 SOURCE_SHA256: str
 
@@ -22,3 +22,13 @@ class Normalizer:
         max_event_bytes: int,
     ) -> None: ...
     def event(self, row_id: int, row: dict[str, Any], latest_us: int, /) -> Event | None: ...
+    def prepared(self, row: PreparedRow, /) -> Event: ...
+
+def parse_page(
+    page: bytes | bytearray,
+    latest_us: int,
+    loads: Callable[[bytes], Any],
+    prepared_type: type[PreparedRow],
+    max_bytes: int,
+    /,
+) -> list[Any] | None: ...

@@ -23,6 +23,17 @@ class Event(NamedTuple):
     unreadable: tuple[str, ...] = ()
 
 
+class PreparedRow(NamedTuple):
+    """A row of a JSON page that the page reader (`cdr_stream.records.page`) already turned into most of its
+    event: everything but the feed's prefix and the ID, which `FastNormalizer.prepared` puts in front."""
+
+    id: int
+    key: bytes
+    timestamp_ms: int
+    #: The event's JSON after its ID: `,"account_code":...}`.
+    tail: bytes
+
+
 def dumps(value: Any) -> bytes:
     """JSON bytes of exactly their size. orjson's result keeps a buffer of about 4 KiB whatever the
     length; thousands of events held for one transaction would pin (and page-fault) that much each."""

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from cdr_stream.records import values
-from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES, Event, dumps
+from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES, Event, PreparedRow, dumps
 from cdr_stream.records.fields import FEED_FIELDS
 
 #: Set to 1 (or true, yes) to run without the C extension, as a build without a compiler does.
@@ -221,11 +221,14 @@ class FastNormalizer:
 
     def __init__(self, feed: str, *, use_native: bool = True) -> None:
         self._feed = feed
+        self._prefix = b'{"schema_version":%d,"feed":%s,"id":' % (EVENT_SCHEMA_VERSION, dumps(feed))
         #: The row's event, if the fast path can make it; None if the checked path must read the row.
         self.event: EventMaker = self.python_event
+        #: A prepared row's event (see `cdr_stream.records.page`).
+        self.prepared: Callable[[PreparedRow], Event] = self.python_prepared
         if use_native and native is not None:
-            self.event = native.Normalizer(
-                prefix=b'{"schema_version":%d,"feed":%s,"id":' % (EVENT_SCHEMA_VERSION, dumps(feed)),
+            normalizer = native.Normalizer(
+                prefix=self._prefix,
                 event_type=Event,
                 dates=_date_text.known,
                 read_date=_date_text,
@@ -236,7 +239,13 @@ class FastNormalizer:
                 read_count=_count,
                 give_up=GiveUp,
                 max_event_bytes=MAX_EVENT_BYTES,
-            ).event
+            )
+            self.event, self.prepared = normalizer.event, normalizer.prepared
+
+    def python_prepared(self, row: PreparedRow) -> Event:
+        """A prepared row's event in Python: the feed's prefix and the ID put in front of its tail."""
+        value = b"%s%d%s" % (self._prefix, row[0], row[3])
+        return tuple.__new__(Event, (row[0], row[1], row[2], value, ()))
 
     def python_event(self, row_id: int, row: dict[str, Any], latest_us: int) -> Event | None:
         """The fast path in Python: the row's event, or None. `latest_us`: the latest acceptable call time,

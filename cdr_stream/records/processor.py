@@ -25,7 +25,7 @@ import jsonschema_rs
 import orjson
 
 from cdr_stream.errors import DeadLetterRule
-from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES, Event, dumps
+from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES, Event, PreparedRow, dumps
 from cdr_stream.records.fastpath import FastNormalizer, latest_micros
 from cdr_stream.records.fields import DECIDING_FIELDS, DESCRIPTIVE_FIELDS, FEED_FIELDS, FEED_TO_EVENT
 from cdr_stream.records.values import (
@@ -249,6 +249,8 @@ _EVENT_TEMPLATE: Final[dict[str, Any]] = dict.fromkeys(
 
 def usable_id(row: Any) -> int | None:
     """The row's ID if it is a positive whole number (as number or digits), else None."""
+    if row.__class__ is PreparedRow:
+        return row[0]
     if not isinstance(row, dict):
         return None
     value = row.get("ID")
@@ -281,7 +283,9 @@ class RecordProcessor:
         self.feed = feed
         self._validator = validator or RowValidator()
         self._clock = clock or _utc_now
-        self._fast_event = FastNormalizer(feed, use_native=native).event if fast_path else _no_event
+        fast = FastNormalizer(feed, use_native=native)
+        self._fast_event = fast.event if fast_path else _no_event
+        self._prepared_event = fast.prepared
 
     def process_chunk(self, rows: Iterable[Any], floor_id: int) -> ProcessedChunk:
         """Validate and normalize `rows`; IDs at or below `floor_id` are dropped as already seen.
@@ -293,9 +297,13 @@ class RecordProcessor:
         latest_us = latest_micros(latest)
         keyed: list[tuple[int, Any]] = []
         for row in rows:
-            row_id = row.get("ID") if row.__class__ is dict else None
-            if row_id.__class__ is not int or row_id <= 0:  # a positive int is usable as it is
-                row_id = usable_id(row)
+            row_id: int | None
+            if row.__class__ is PreparedRow:
+                row_id = row[0]
+            else:
+                row_id = row.get("ID") if row.__class__ is dict else None
+                if row_id.__class__ is not int or row_id <= 0:  # a positive int is usable as it is
+                    row_id = usable_id(row)
             if row_id is None:
                 out.dead_letters.append(self._dead_letter(None, row, self._reject_unkeyed(row)))
             elif row_id <= floor_id:
@@ -304,12 +312,15 @@ class RecordProcessor:
                 keyed.append((row_id, row))
         keyed.sort(key=_first)  # stable, and near-free on the ascending order feeds send
         previous = floor_id
-        events, fast_event = out.events, self._fast_event
+        events, fast_event, prepared_event = out.events, self._fast_event, self._prepared_event
         for row_id, row in keyed:
             if row_id == previous:
                 out.dropped_duplicate += 1
                 continue
             previous = row_id
+            if row.__class__ is PreparedRow:  # read from its page already (cdr_stream.records.page)
+                events.append(prepared_event(row))
+                continue
             event = fast_event(row_id, row, latest_us) if row.__class__ is dict else None
             if event is not None:
                 events.append(event)

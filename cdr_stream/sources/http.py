@@ -188,7 +188,7 @@ class FeedClient:
         Raises FeedError as `row_chunks` does, and with reason "spill" when the answer cannot be sorted.
         """
         rows = ordered_rows(
-            self.row_chunks(from_id, chunk_rows=READ_ROWS, window=window),
+            self.row_chunks(from_id, chunk_rows=READ_ROWS, window=window, prepare=True),
             floor=from_id,
             chunk_rows=chunk_rows,
             space=self._space,
@@ -204,10 +204,11 @@ class FeedClient:
             raise FeedError(exc.reason, str(exc)) from None
 
     async def row_chunks(
-        self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None
+        self, from_id: int, *, chunk_rows: int, window: FeedWindow | None = None, prepare: bool = False
     ) -> AsyncGenerator[list[Any], None]:
         """Ask for the rows with an ID above `from_id` (within `window`, if given); yield them in chunks as
-        they arrive, in the answer's order.
+        they arrive, in the answer's order (with `prepare`, JSON rows may come prepared: see
+        `cdr_stream.records.page`).
 
         Raises FeedError (or FeedAuthError) with a fixed `reason` for every way the query can fail.
         """
@@ -222,7 +223,7 @@ class FeedClient:
                 await self._check_status(response)
                 body = _ProgressGuard(response.read, settings.read_timeout_seconds)
                 chunks = await stack.enter_async_context(
-                    aclosing(answer_row_chunks(body.read, fmt=settings.format, chunk_rows=chunk_rows))
+                    aclosing(answer_row_chunks(body.read, fmt=settings.format, chunk_rows=chunk_rows, prepare=prepare))
                 )
                 async for chunk in chunks:
                     yield chunk

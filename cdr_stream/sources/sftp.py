@@ -286,7 +286,8 @@ class SftpSource:
             received += len(piece)
             return piece
 
-        chunks = answer_row_chunks(read, fmt=self._feed.format, chunk_rows=READ_ROWS)
+        # Prepared rows (cdr_stream.records.page): only the poller's processor reads them.
+        chunks = answer_row_chunks(read, fmt=self._feed.format, chunk_rows=READ_ROWS, prepare=True)
         try:
             async with aclosing(chunks):
                 async for rows in chunks:

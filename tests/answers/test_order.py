@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from cdr_stream.answers.order import OrderedRows, TempSpace, ordered_rows
 from cdr_stream.errors import SpillError
+from cdr_stream.records.event import PreparedRow
 from cdr_stream.records.processor import MalformedRow, usable_id
 from tests.strategies import SUITE_SETTINGS
 
@@ -74,6 +75,17 @@ async def test_a_small_answer_is_sorted_in_memory_and_cut_into_chunks(tmp_path: 
     assert [chunk.rows for chunk in chunks] == [[{"nothing": 1}, {"ID": 0}], [{"ID": 2}, {"ID": "7"}], [{"ID": 9}]]
     assert flat(chunks)[1:] == (1, 1)  # ID 1 is at the floor; the second ID 2 repeats the first
     assert spill_dirs(tmp_path) == []
+
+
+@pytest.mark.parametrize("memory_rows", [0, 10_000])
+async def test_prepared_rows_come_back_as_they_went_in_spilled_or_held(tmp_path: Path, memory_rows: int) -> None:
+    rows: list[Any] = [
+        PreparedRow(n, b"acct-%d" % (n % 7), n * 1000, b',"account_code":"x"}' * (n % 3)) for n in range(400, 0, -1)
+    ]
+    rows += [{"ID": 5, "again": True}, {"ID": "900"}]
+    chunks = await collect(rows, TempSpace(tmp_path), floor=3, memory_rows=memory_rows, run_bytes=2048)
+    assert flat(chunks) == model(rows, 3)
+    assert all(row.__class__ is PreparedRow for row in flat(chunks)[0][:-1])
 
 
 async def test_a_large_answer_spills_to_sorted_runs_and_comes_back_in_order(tmp_path: Path) -> None:

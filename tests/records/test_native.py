@@ -21,7 +21,7 @@ from tests.records.test_fastpath import LATEST_US, PHP_FORMS, simulated_rows
 from tests.rows import feed_row
 from tests.strategies import SUITE_SETTINGS, plain_rows, valid_rows
 
-SOURCE = Path(fastpath.__file__).with_name("_native.c")
+SOURCES = sorted(Path(fastpath.__file__).parent.glob("_native*.[ch]"))
 TURNED_OFF = os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes")
 TEXT_FIELDS = ("AParty", "BParty", "BillNumber", "CallType", "TextDesc1", "TextDesc2", "Status", "Profile")
 
@@ -33,8 +33,10 @@ def test_the_extension_is_built_from_the_source_beside_it() -> None:
         assert fastpath.native is None
         return
     assert fastpath.native is not None, "the C fast path is not built: run `python hatch_build.py` (or make venv)"
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
-    assert digest == fastpath.native.SOURCE_SHA256, "_native.c changed since it was built: run `python hatch_build.py`"
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in SOURCES)).hexdigest()
+    assert digest == fastpath.native.SOURCE_SHA256, (
+        "_native*.[ch] changed since it was built: run `python hatch_build.py`"
+    )
 
 
 def both(row: dict[str, Any], row_id: int = 7, feed: str = "hero-nz") -> tuple[Any, Any]:
