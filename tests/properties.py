@@ -544,6 +544,25 @@ def check_body(body: Body, tally: Tally) -> None:
         assert not comparable or rechunked.rows == whole.rows
         check_chunk(whole.rows, 0, tally)
     check_prepared(body, whole)
+    check_scanned(body, whole, streamed)
+
+
+def check_scanned(body: Body, whole: Parsed, streamed: Parsed) -> None:
+    """A body too large to read whole, read by the page reader a piece at a time (`prepare`): it refuses what
+    ijson refuses, for the same reason, and its rows give the events and dead letters orjson's give."""
+    scanned = parse(body.data, body.pieces, chunk_rows=body.chunk_rows, buffer_limit=body.buffer_limit, prepare=True)
+    assert all(0 < len(chunk) <= body.chunk_rows for chunk in scanned.chunks)
+    if _paths_may_differ(body.data):
+        return
+    if streamed.error is not None:
+        assert scanned.error is not None, "the page reader accepted what ijson refused"
+        assert scanned.error.reason == streamed.error.reason
+        return
+    assert scanned.error is None, f"the page reader refused what ijson read: {scanned.error}"
+    if whole.error is None and max((depth(row) for row in whole.rows), default=0) < COMPARABLE_DEPTH:
+        fast = RecordProcessor("hero-nz").process_chunk(scanned.rows, 0)
+        checked = RecordProcessor("hero-nz", fast_path=False).process_chunk(whole.rows, 0)
+        assert_same_outcome(fast, checked)
 
 
 def check_prepared(body: Body, whole: Parsed) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, Final
 
 import ijson
@@ -20,7 +21,7 @@ import orjson
 from cdr_stream.answers.formats import READ_SIZE, AnswerFormat, Read, describe_body
 from cdr_stream.answers.text import text_row_chunks
 from cdr_stream.errors import AnswerFormatError, FailureReason
-from cdr_stream.records.page import prepared_rows
+from cdr_stream.records.page import prepared_rows, scanned_rows
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 DEFAULT_BUFFER_LIMIT: Final = 8 * 1024 * 1024
+#: The most a row of a streamed answer may take for the page reader to wait for its end: a larger one (or
+#: bytes that are no JSON) goes to ijson with the rest of the answer.
+_ROW_LIMIT: Final = DEFAULT_BUFFER_LIMIT
 _FIRST_NON_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 _BOM: Final = b"\xef\xbb\xbf"
 # yajl skips a vertical tab or a form feed between tokens as whitespace; JSON (and orjson) does not, and
@@ -153,8 +157,19 @@ async def json_row_chunks(
             yield rows[begin : begin + chunk_rows]
         return
 
-    reader = _PrefixedReader(buffer, read)
-    del buffer  # the reader owns it now, and lets go of it once ijson has consumed it
+    if prepare:
+        chunks = _scanned_chunks(buffer, read, chunk_rows=chunk_rows)
+    else:
+        chunks = _streamed_chunks(_PrefixedReader(buffer, read), chunk_rows=chunk_rows)
+    del buffer  # the chunks' reader owns it now, and lets go of it as it is consumed
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            yield chunk
+            del chunk
+
+
+async def _streamed_chunks(reader: _PrefixedReader, *, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
+    """The rows of a JSON array too large to read whole, parsed by ijson as they arrive."""
     chunk: list[Any] = []
     try:
         async for row in ijson.items_async(reader, "item", use_float=True):
@@ -167,3 +182,48 @@ async def json_row_chunks(
         raise AnswerFormatError(FailureReason.INVALID_JSON, f"{exc} (in a streamed answer)") from None
     if chunk:
         yield chunk
+
+
+async def _scanned_chunks(data: bytearray, read: Read, *, chunk_rows: int) -> AsyncGenerator[list[Any], None]:
+    """The rows of a JSON array too large to read whole, read by the page reader a piece at a time
+    (`cdr_stream.records.page.scanned_rows`); from a row it cannot finish with `_ROW_LIMIT` bytes more (or
+    none left), ijson reads the rest and explains what is wrong, as with the whole answer streamed."""
+    first, at_end = True, False
+    while (scanned := scanned_rows(data, first)) is not None:
+        rows, consumed, ended = scanned
+        if consumed:
+            del data[:consumed]
+            first = False
+        for begin in range(0, len(rows), chunk_rows):
+            yield rows[begin : begin + chunk_rows]
+        del rows
+        if ended:
+            await _nothing_after(data, read)
+            return
+        if at_end or len(data) > _ROW_LIMIT:
+            break
+        piece = await read(READ_SIZE)
+        at_end = not piece
+        data.extend(piece)
+    rest = data if first else bytearray(b"[") + data  # the row it stopped at opens an array of the rest
+    del data
+    async with aclosing(_streamed_chunks(_PrefixedReader(rest, read), chunk_rows=chunk_rows)) as chunks:
+        async for chunk in chunks:
+            yield chunk
+            del chunk
+
+
+async def _nothing_after(data: bytearray, read: Read) -> None:
+    """Raise AnswerFormatError unless only whitespace follows the array, to the end of the body (as orjson
+    and ijson require)."""
+    while True:
+        found = _FIRST_NON_SPACE.search(data)
+        if found is not None:
+            raise AnswerFormatError(
+                FailureReason.INVALID_JSON,
+                f"more after the JSON array: {describe_body(bytes(data[found.start() : found.start() + 100]))}",
+            )
+        piece = await read(READ_SIZE)
+        if not piece:
+            return
+        data = bytearray(piece)

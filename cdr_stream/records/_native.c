@@ -368,8 +368,8 @@ static PyObject *normalizer_event(Normalizer *self, PyObject *const *args, Py_ss
         PyErr_Clear();
         Py_RETURN_NONE; /* beyond 64 bits */
     }
-    long long latest_us = PyLong_AsLongLong(args[2]);
-    if (latest_us == -1 && PyErr_Occurred()) {
+    long long latest_us;
+    if (latest_micros_of(args[2], &latest_us) != DONE) {
         return NULL;
     }
     if (PyDict_GET_SIZE(row) != ROW_FIELDS) {
@@ -595,6 +595,9 @@ static PyMethodDef module_methods[] = {
     {"parse_page", (PyCFunction)(void (*)(void))parse_page, METH_FASTCALL,
      "parse_page(page, latest_us, loads, prepared_type, max_bytes) -> list | None: a JSON page's rows, "
      "prepared where they take the common form; None for a page left to orjson."},
+    {"scan_rows", (PyCFunction)(void (*)(void))scan_rows, METH_FASTCALL,
+     "scan_rows(data, first, latest_us, loads, prepared_type, max_bytes) -> (rows, consumed, ended) | None: "
+     "the rows of a piece of a streamed JSON array, up to the first it cannot finish."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -70,6 +70,8 @@ static inline int put(Buffer *b, const char *text, Py_ssize_t length) {
 #define PUT_LITERAL(b, text) put((b), (text), (Py_ssize_t)(sizeof(text) - 1))
 
 int put_int64(Buffer *b, long long value);
+/* A moment in microseconds as a C integer, clamped: beyond 64 bits means no limit (or none allowed). */
+int latest_micros_of(PyObject *value, long long *micros);
 /* UTF-8 text as a JSON string, escaped as orjson escapes it. */
 int put_json_string(Buffer *b, const char *text, Py_ssize_t length);
 /* UTCDateTime "YYYY-MM-DD HH:MM:SS" (or with a T) as the event's "YYYY-MM-DDTHH:MM:SSZ". */
@@ -95,5 +97,7 @@ int date_kind(const char *text, Py_ssize_t length);
 
 /* The page reader (_native_page.c). */
 PyObject *parse_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+/* The same, a piece of a streamed answer at a time: (rows, bytes consumed, whether the array ended). */
+PyObject *scan_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

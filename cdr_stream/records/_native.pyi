@@ -32,3 +32,12 @@ def parse_page(
     max_bytes: int,
     /,
 ) -> list[Any] | None: ...
+def scan_rows(
+    data: bytes | bytearray,
+    first: bool,
+    latest_us: int,
+    loads: Callable[[bytes], Any],
+    prepared_type: type[PreparedRow],
+    max_bytes: int,
+    /,
+) -> tuple[list[Any], int, bool] | None: ...

@@ -596,110 +596,173 @@ static int scan_row(Cursor *c, Raw *values, int *complete) {
     return DONE;
 }
 
-/* The page's rows into `rows`: INVALID for a page this reader leaves to orjson. */
-static int read_page(const PageRules *rules, PyObject *loads, Cursor *c, PyObject *rows) {
-    char stack[4096], scratch_stack[1024];
-    Buffer b = {stack, 0, sizeof stack, NULL}, scratch = {scratch_stack, 0, sizeof scratch_stack, NULL};
-    int status = DONE;
-    skip_space(c);
-    if (c->p >= c->end || *c->p != '[') {
-        return INVALID;
+typedef struct {
+    Buffer event;
+    Buffer scratch;
+} Buffers;
+
+/* The row scanned from `start` to the cursor, prepared or as orjson reads it, appended to `rows`. */
+static int append_row(const PageRules *rules, PyObject *loads, Buffers *buffers, const Raw *values, int complete,
+                      const char *start, const char *end, PyObject *rows) {
+    PyObject *row = NULL;
+    int status = complete ? prepare_row(rules, values, &buffers->event, &buffers->scratch, &row) : GIVE_UP;
+    if (status == GIVE_UP) {
+        /* The paths that read dicts take it: orjson parses this row's text alone. */
+        PyObject *text = PyBytes_FromStringAndSize(start, end - start);
+        row = text == NULL ? NULL : PyObject_CallOneArg(loads, text);
+        Py_XDECREF(text);
+        status = row == NULL ? FAILED : DONE;
     }
-    c->p++;
-    skip_space(c);
-    if (c->p < c->end && *c->p == ']') {
+    if (status != DONE) {
+        return status;
+    }
+    status = PyList_Append(rows, row) < 0 ? FAILED : DONE;
+    Py_DECREF(row);
+    return status;
+}
+
+/* Rows from the cursor into `rows`, up to the end of the array or of the data.
+ *
+ * `first`: the data starts before the array's '['; otherwise it starts where a row is due (after '[' or a
+ * comma). `*consumed` is how far the rows and their separators were read (0 while no row and no ']' is);
+ * `*ended` tells that the array's ']' was read. With `streaming`, the reading stops before a row it cannot
+ * finish (the data may end in it; the caller reads more, or decides it is not JSON); otherwise such a row
+ * is INVALID, and so is anything but whitespace after the array. */
+static int read_rows(const PageRules *rules, PyObject *loads, Cursor *c, PyObject *rows, int first, int streaming,
+                     Py_ssize_t *consumed, int *ended) {
+    const char *base = c->p;
+    char stack[4096], scratch_stack[1024];
+    Buffers buffers = {{stack, 0, sizeof stack, NULL}, {scratch_stack, 0, sizeof scratch_stack, NULL}};
+    int status = DONE;
+    *consumed = 0;
+    *ended = 0;
+    if (first) {
+        skip_space(c);
+        if (c->p >= c->end || *c->p != '[') {
+            return streaming && c->p >= c->end ? DONE : INVALID;
+        }
         c->p++;
-    } else {
-        for (;;) {
-            Raw values[ROW_FIELDS];
-            int complete;
-            skip_space(c);
-            const char *start = c->p;
-            if (start >= c->end) {
-                status = INVALID;
-                break;
-            }
-            status = scan_row(c, values, &complete);
-            if (status != DONE) {
-                break;
-            }
-            PyObject *row = NULL;
-            status = complete ? prepare_row(rules, values, &b, &scratch, &row) : GIVE_UP;
-            if (status == GIVE_UP) {
-                /* The paths that read dicts take it: orjson parses this row's text alone. */
-                PyObject *text = PyBytes_FromStringAndSize(start, c->p - start);
-                row = text == NULL ? NULL : PyObject_CallOneArg(loads, text);
-                Py_XDECREF(text);
-                status = row == NULL ? FAILED : DONE;
-            }
-            if (status != DONE) {
-                break;
-            }
-            status = PyList_Append(rows, row) < 0 ? FAILED : DONE;
-            Py_DECREF(row);
-            if (status != DONE) {
-                break;
-            }
-            skip_space(c);
-            if (c->p >= c->end) {
-                status = INVALID;
-                break;
-            }
-            if (*c->p == ']') {
-                c->p++;
-                break;
-            }
-            if (*c->p != ',') {
-                status = INVALID;
-                break;
-            }
+        skip_space(c);
+        if (c->p < c->end && *c->p == ']') {
             c->p++;
+            *ended = 1;
         }
     }
-    PyMem_Free(b.heap);
-    PyMem_Free(scratch.heap);
-    if (status == DONE) {
+    while (!*ended) {
+        Raw values[ROW_FIELDS];
+        int complete;
         skip_space(c);
-        if (c->p != c->end) {
-            status = INVALID; /* something after the array */
+        const char *start = c->p;
+        status = start < c->end ? scan_row(c, values, &complete) : INVALID;
+        if (status == DONE) {
+            skip_space(c); /* the separator must be in too: else the row is read again with more data */
+            status = c->p < c->end && (*c->p == ',' || *c->p == ']') ? DONE : INVALID;
+        }
+        if (status == INVALID && streaming) {
+            status = DONE; /* stop before this row */
+            break;
+        }
+        if (status == DONE) {
+            status = append_row(rules, loads, &buffers, values, complete, start, c->p, rows);
+        }
+        if (status != DONE) {
+            break;
+        }
+        *ended = *c->p == ']';
+        c->p++;
+        *consumed = c->p - base;
+    }
+    PyMem_Free(buffers.event.heap);
+    PyMem_Free(buffers.scratch.heap);
+    if (status == DONE && *ended) {
+        *consumed = c->p - base;
+        if (!streaming) {
+            skip_space(c);
+            if (c->p != c->end) {
+                status = INVALID; /* something after the array */
+            }
         }
     }
     return status;
 }
 
+/* The rules from (latest_us, prepared_type, max_bytes); 0, or -1 with an error set. */
+static int page_rules(PageRules *rules, PyObject *latest_us, PyObject *prepared_type, PyObject *max_bytes) {
+    if (latest_micros_of(latest_us, &rules->latest_us) != DONE) {
+        return -1;
+    }
+    rules->max_bytes = PyLong_AsSsize_t(max_bytes);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (!PyType_Check(prepared_type) || !PyType_IsSubtype((PyTypeObject *)prepared_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "prepared_type must be a tuple type");
+        return -1;
+    }
+    rules->prepared_type = (PyTypeObject *)prepared_type;
+    return 0;
+}
+
 PyObject *parse_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    PageRules rules;
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "parse_page(page, latest_us, loads, prepared_type, max_bytes)");
         return NULL;
     }
-    PageRules rules;
-    rules.latest_us = PyLong_AsLongLong(args[1]);
-    rules.max_bytes = PyLong_AsSsize_t(args[4]);
-    if (PyErr_Occurred()) {
+    if (page_rules(&rules, args[1], args[3], args[4]) < 0) {
         return NULL;
     }
-    if (!PyType_Check(args[3]) || !PyType_IsSubtype((PyTypeObject *)args[3], &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "prepared_type must be a tuple type");
-        return NULL;
-    }
-    rules.prepared_type = (PyTypeObject *)args[3];
     Py_buffer page;
     if (PyObject_GetBuffer(args[0], &page, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     PyObject *rows = PyList_New(0);
-    int status = FAILED;
+    int status = FAILED, ended = 0;
     if (rows != NULL) {
         Cursor c = {(const char *)page.buf, (const char *)page.buf + page.len};
-        status = read_page(&rules, args[2], &c, rows);
+        Py_ssize_t consumed;
+        status = read_rows(&rules, args[2], &c, rows, 1, 0, &consumed, &ended);
     }
     PyBuffer_Release(&page);
-    if (status == DONE) {
+    if (status == DONE && ended) {
         return rows;
     }
     Py_XDECREF(rows);
-    if (status == INVALID) {
-        Py_RETURN_NONE;
+    if (status == FAILED) {
+        return NULL;
     }
-    return NULL;
+    Py_RETURN_NONE;
+}
+
+PyObject *scan_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    PageRules rules;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "scan_rows(data, first, latest_us, loads, prepared_type, max_bytes)");
+        return NULL;
+    }
+    int first = PyObject_IsTrue(args[1]);
+    if (first < 0 || page_rules(&rules, args[2], args[4], args[5]) < 0) {
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *rows = PyList_New(0);
+    int status = FAILED, ended = 0;
+    Py_ssize_t consumed = 0;
+    if (rows != NULL) {
+        Cursor c = {(const char *)data.buf, (const char *)data.buf + data.len};
+        status = read_rows(&rules, args[3], &c, rows, first, 1, &consumed, &ended);
+    }
+    PyBuffer_Release(&data);
+    if (status == DONE) {
+        PyObject *result = Py_BuildValue("(NnO)", rows, consumed, ended ? Py_True : Py_False);
+        return result;
+    }
+    Py_XDECREF(rows);
+    if (status == FAILED) {
+        return NULL;
+    }
+    Py_RETURN_NONE; /* INVALID: the caller's parser takes the data from its start */
 }

@@ -1,5 +1,7 @@
 /* The output buffer, the JSON writers and the rules of the common value forms, shared by the row reader
  * (_native.c) and the page reader (_native_page.c). */
+#include <limits.h>
+
 #include "_native.h"
 
 const char *const FIELD_NAMES[N_FIELDS] = {
@@ -57,6 +59,18 @@ int put_int64(Buffer *b, long long value) {
         *--p = '-';
     }
     return put(b, p, end - p);
+}
+
+int latest_micros_of(PyObject *value, long long *micros) {
+    int overflow;
+    *micros = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (*micros == -1 && PyErr_Occurred()) {
+        return FAILED;
+    }
+    if (overflow) {
+        *micros = overflow > 0 ? LLONG_MAX : LLONG_MIN;
+    }
+    return DONE;
 }
 
 static const char HEX[] = "0123456789abcdef";

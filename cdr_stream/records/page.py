@@ -25,14 +25,33 @@ from cdr_stream.records.processor import FUTURE_TOLERANCE
 _MAX_PREPARED_BYTES = MAX_EVENT_BYTES // 2
 
 
+def _latest_us() -> int:
+    return latest_micros(datetime.now(UTC) + FUTURE_TOLERANCE)
+
+
+def scanned_rows(data: bytearray, first: bool) -> tuple[list[Any], int, bool] | None:
+    """The rows of a piece of a JSON array streamed in, up to the first row it cannot finish (the data may
+    end in it): (rows, bytes read, whether the array ended). `first`: the data starts before the array's
+    '['; otherwise where a row is due. None where this reader does not go on (no extension, a row orjson
+    refuses): the caller's parser takes the data from where it stands."""
+    if native is None:
+        return None
+    try:
+        scanned: tuple[list[Any], int, bool] | None = native.scan_rows(
+            data, first, _latest_us(), orjson.loads, PreparedRow, _MAX_PREPARED_BYTES
+        )
+    except orjson.JSONDecodeError:
+        return None
+    return scanned
+
+
 def prepared_rows(page: bytes | bytearray) -> list[Any] | None:
     """The rows of a JSON page (an array), prepared where they take the common form; None to leave the
     whole page to orjson."""
     if native is None:
         return None
-    latest_us = latest_micros(datetime.now(UTC) + FUTURE_TOLERANCE)
     try:
-        rows: list[Any] | None = native.parse_page(page, latest_us, orjson.loads, PreparedRow, _MAX_PREPARED_BYTES)
+        rows: list[Any] | None = native.parse_page(page, _latest_us(), orjson.loads, PreparedRow, _MAX_PREPARED_BYTES)
     except orjson.JSONDecodeError:  # a row orjson refuses: so is the page, and orjson says why
         return None
     return rows

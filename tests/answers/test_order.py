@@ -88,6 +88,15 @@ async def test_prepared_rows_come_back_as_they_went_in_spilled_or_held(tmp_path:
     assert all(row.__class__ is PreparedRow for row in flat(chunks)[0][:-1])
 
 
+@pytest.mark.parametrize("repeat", [1, 2, 3])
+async def test_an_answer_in_id_order_spills_to_runs_read_one_after_another(tmp_path: Path, repeat: int) -> None:
+    # Each ID `repeat` times in a row: a run may end and the next begin with the same ID (the first one counts).
+    rows: list[Any] = [{"ID": n, "copy": copy} for n in range(1, 1_500) for copy in range(repeat)]
+    rows.insert(700, {"ID": 3, "late": True})  # one row out of order: those runs overlap and are merged
+    chunks = await collect(rows, TempSpace(tmp_path), memory_rows=50, run_bytes=2048, chunk_rows=100)
+    assert flat(chunks) == model(rows, 0)
+
+
 async def test_a_large_answer_spills_to_sorted_runs_and_comes_back_in_order(tmp_path: Path) -> None:
     rows = shuffled(3_000)
     rows += [MalformedRow(["1", "2"], "line 9: 2 values for the 26 columns"), {"ID": 2**70}, {"ID": 5, "again": True}]

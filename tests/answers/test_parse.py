@@ -11,9 +11,13 @@ from hypothesis import given, settings
 
 from cdr_stream.answers.parse import AnswerFormat, answer_row_chunks, json_row_chunks
 from cdr_stream.errors import AnswerFormatError
+from cdr_stream.records import fastpath
+from cdr_stream.records.event import PreparedRow
+from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import write_cdr_files
-from tests.properties import SUITE_TALLY, check_body
+from cdr_stream.simulator.formats import RowCache, framing
+from tests.properties import SUITE_TALLY, assert_same_outcome, check_body
 from tests.rows import FILE_FORMATS
 from tests.strategies import SUITE_SETTINGS, Body, bodies
 
@@ -174,3 +178,60 @@ async def test_a_cdr_file_is_parsed_in_its_format_in_chunks_from_small_reads(tmp
     expected = orjson.loads(orjson.dumps([generator.row(i) for i in range(1, 251)], default=str))
     assert [str(row["ID"]) for row in rows] == [str(row["ID"]) for row in expected]
     assert [str(row["AccountCode"]) for row in rows] == [row["AccountCode"] for row in expected]
+
+
+# --- the page reader on a streamed answer ------------------------------------------------------------
+
+
+async def scanned(body: bytes, *, piece: int, buffer_limit: int) -> list[Any]:
+    chunks = json_row_chunks(reader(body, piece), chunk_rows=500, buffer_limit=buffer_limit, prepare=True)
+    return [row async for chunk in chunks for row in chunk]
+
+
+def simulated_body(count: int, **rates: float) -> bytes:
+    generator = FeedGenerator(GeneratorConfig(seed=3, span_records=count, **rates))
+    frame = framing("json")
+    return (
+        frame.opening
+        + frame.separator.join(RowCache(generator, "string").rows(range(1, count + 1), "json"))
+        + (frame.closing)
+    )
+
+
+@pytest.mark.skipif(fastpath.native is None, reason="CDR_STREAM_PURE_PYTHON turns the C fast path off")
+@pytest.mark.parametrize(("piece", "buffer_limit"), [(7, 100), (1000, 4096), (65536, 1 << 16)])
+async def test_a_streamed_answer_is_read_into_prepared_rows_piece_by_piece(piece: int, buffer_limit: int) -> None:
+    body = simulated_body(2000, invalid_rate=0.05)
+    rows = await scanned(body, piece=piece, buffer_limit=buffer_limit)
+    assert len(rows) == 2000
+    assert sum(1 for row in rows if row.__class__ is PreparedRow) > 1800
+    fast = RecordProcessor("f").process_chunk(rows, 0)
+    checked = RecordProcessor("f", fast_path=False).process_chunk(orjson.loads(body), 0)
+    assert_same_outcome(fast, checked)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda body: body.replace(b'"ID":"1500"', b'"ID":"1500"x'), "invalid_json"),  # mid-answer
+        (lambda body: body[:-1000], "invalid_json"),  # cut short
+        (lambda body: body + b" [1]", "invalid_json"),  # more after the array
+    ],
+)
+async def test_a_streamed_answer_that_breaks_is_refused_as_ijson_refuses_it(
+    damage: Callable[[bytes], bytes], reason: str
+) -> None:
+    body = damage(simulated_body(2000))
+    for prepare in (True, False):
+        chunks = json_row_chunks(reader(body, 4096), chunk_rows=500, buffer_limit=4096, prepare=prepare)
+        with pytest.raises(AnswerFormatError) as caught:
+            _ = [row async for chunk in chunks for row in chunk]
+        assert caught.value.reason == reason
+
+
+async def test_a_streamed_row_the_reader_does_not_follow_is_read_by_ijson() -> None:
+    deep = {"ID": 2, "Extra": json.loads("[" * 80 + "]" * 80)}
+    body = json.dumps([{"ID": 1}, deep, {"ID": 3}]).encode()
+    rows = await scanned(body, piece=10, buffer_limit=16)
+    assert [row["ID"] for row in rows] == [1, 2, 3]
+    assert rows[1] == deep

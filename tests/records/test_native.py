@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from cdr_stream.records import fastpath
 from cdr_stream.records.fastpath import PURE_PYTHON_ENV, FastNormalizer
 from cdr_stream.records.fields import FEED_FIELDS
+from cdr_stream.records.processor import RecordProcessor
 from tests.records.test_fastpath import LATEST_US, PHP_FORMS, simulated_rows
 from tests.rows import feed_row
 from tests.strategies import SUITE_SETTINGS, plain_rows, valid_rows
@@ -151,3 +153,15 @@ def test_no_reference_is_kept_or_lost() -> None:
         for row in rows:
             normalizer.event(1, row, LATEST_US)
     assert [sys.getrefcount(item) for item in owned] == before
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "latest", [None, datetime(2024, 4, 5, 22, 11, 11, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)]
+)
+def test_normalize_with_any_latest_moment_gives_the_same_outcome(latest: datetime | None) -> None:
+    # Without `latest` the limit is 2**63 us, beyond a C long long: no limit, as in Python.
+    row = feed_row(3)
+    native = RecordProcessor("f").normalize(3, row, latest)
+    assert native == RecordProcessor("f", native=False).normalize(3, row, latest)
+    assert native == RecordProcessor("f", fast_path=False).normalize(3, row, latest)
