@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import heapq
+import marshal
 import pickle
 import shutil
 import struct
@@ -51,14 +52,17 @@ RUN_BYTES: Final = 16 * 1024 * 1024
 #: Runs merged at once; more are first merged down in passes (each open run holds a read buffer).
 FAN_IN: Final = 64
 DEFAULT_MAX_BYTES: Final = 4 * 1024**3
-#: The buffer of each open run file; the merge holds one per run it reads (up to FAN_IN of them).
-_RUN_BUFFER: Final = 64 * 1024
-#: A spilled row's header: how it is encoded, the payload's length and the sort key's length. The key
-#: (the ID, or 0 for a row without a usable one) follows as unsigned big-endian bytes: an ID may be any size.
-_FRAME: Final = struct.Struct("<BIB")
+#: About how much of a run is one block: written at once, and read back at once (the merge holds one
+#: block of each run it reads, up to FAN_IN of them).
+_BLOCK_BYTES: Final = 64 * 1024
+#: A run file is a sequence of blocks, each its length and then a marshal list of (key, kind, payload)
+#: records in key order. The key is the ID (0 for a row without a usable one: any size). The payload is a
+#: prepared row's (key, timestamp, tail), or the row's bytes in the encoding `kind` names.
+_BLOCK_HEAD: Final = struct.Struct("<I")
 _JSON, _PICKLE, _MALFORMED, _PREPARED = 0, 1, 2, 3
-# A prepared row's payload: its timestamp and its key's length, then the key and the tail (the ID is the frame's key).
-_PREPARED_HEAD: Final = struct.Struct("<qI")
+#: A record's size in a block beyond its payload's bytes, roughly (for counting a block's bytes).
+_RECORD_BYTES: Final = 40
+Record = tuple[int, int, Any]
 _PREFIX: Final = "cdr-stream-spill-"
 _LOCK: Final = "lock"
 _SETUP_SECONDS: Final = 60.0
@@ -135,46 +139,44 @@ def _locked(path: Path) -> bool:
         return False
 
 
-def _encode(row: Any) -> tuple[int, bytes]:
+def _record(key: int, row: Any) -> tuple[Record, int]:
+    """The row as a record of a run, and about how many bytes it takes there."""
     if row.__class__ is PreparedRow:
-        return _PREPARED, _PREPARED_HEAD.pack(row.timestamp_ms, len(row.key)) + row.key + row.tail
+        return (key, _PREPARED, (row[1], row[2], row[3])), len(row[3]) + _RECORD_BYTES
+    kind, payload = _encode(row)
+    return (key, kind, payload), len(payload) + _RECORD_BYTES
+
+
+def _encode(row: Any) -> tuple[int, bytes]:
     if isinstance(row, MalformedRow):
-        return _MALFORMED, orjson.dumps([row.values, row.reason])
+        return _MALFORMED, bytes(memoryview(orjson.dumps([row.values, row.reason])))
     try:
-        return _JSON, orjson.dumps(row)
+        # An exact-size copy: orjson's own result keeps a buffer of kilobytes whatever its length, which
+        # the thousands of rows of a run being filled would pin.
+        return _JSON, bytes(memoryview(orjson.dumps(row)))
     except TypeError:  # integers beyond 64 bits, nesting deeper than orjson goes: pickle keeps them exactly
         return _PICKLE, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _decode(kind: int, payload: bytes, key: int) -> Any:
+def _decode(kind: int, payload: Any, key: int) -> Any:
+    if kind == _PREPARED:
+        # tuple.__new__: the named tuple's own __new__ is a Python function, a fifth of this call.
+        return tuple.__new__(PreparedRow, (key, *payload))
     if kind == _JSON:
         return orjson.loads(payload)
-    if kind == _PREPARED:
-        timestamp_ms, key_size = _PREPARED_HEAD.unpack_from(payload)
-        start = _PREPARED_HEAD.size
-        # tuple.__new__: the named tuple's own __new__ is a Python function, a fifth of this call.
-        return tuple.__new__(
-            PreparedRow, (key, payload[start : start + key_size], timestamp_ms, payload[start + key_size :])
-        )
     if kind == _MALFORMED:
         values, reason = orjson.loads(payload)
         return MalformedRow(values, reason)
     return pickle.loads(payload)  # noqa: S301  # written by this process, a moment ago, into its own directory
 
 
-def _frame(key: int, kind: int, payload: bytes) -> bytes:
-    key_bytes = key.to_bytes((key.bit_length() + 7) // 8, "big")
-    return _FRAME.pack(kind, len(payload), len(key_bytes)) + key_bytes + payload
-
-
-def _frames(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """The (key, kind, payload) frames of a run file, in order."""
-    from_bytes = int.from_bytes
-    with open(path, "rb", buffering=_RUN_BUFFER) as run:
-        read = run.read
-        while head := read(_FRAME.size):
-            kind, size, key_size = _FRAME.unpack(head)
-            yield from_bytes(read(key_size), "big"), kind, read(size)
+def _records(path: Path) -> Iterator[Record]:
+    """The records of a run file, in order, a block at a time."""
+    with open(path, "rb", buffering=0) as run:
+        while head := run.read(_BLOCK_HEAD.size):
+            (size,) = _BLOCK_HEAD.unpack(head)
+            # Written by this process, a moment ago, into its own locked directory.
+            yield from marshal.loads(run.read(size))  # noqa: S302
 
 
 class _Spill:
@@ -193,7 +195,7 @@ class _Spill:
         #: read one after the other, with no merge.
         self._ranges: dict[Path, tuple[int, int]] = {}
         self._written = 0
-        self._pending: list[tuple[int, bytes]] = []
+        self._pending: list[Record] = []
         self._pending_bytes = 0
         try:
             space.root.mkdir(parents=True, exist_ok=True)
@@ -204,9 +206,9 @@ class _Spill:
             raise SpillError(f"cannot use tmp_dir {str(space.root)!r} for sorting an answer: {exc}") from None
 
     def add(self, key: int, row: Any) -> None:
-        frame = _frame(key, *_encode(row))
-        self._pending.append((key, frame))
-        self._pending_bytes += len(frame)
+        record, size = _record(key, row)
+        self._pending.append(record)
+        self._pending_bytes += size
         if self._pending_bytes >= self._run_bytes:
             self._flush()
 
@@ -214,27 +216,28 @@ class _Spill:
         if not self._pending:
             return
         self._pending.sort(key=_key)  # stable: equal IDs keep the answer's order
-        self._write([frame for _, frame in self._pending], (self._pending[0][0], self._pending[-1][0]))
+        self._write(self._pending, (self._pending[0][0], self._pending[-1][0]))
         self._rows += len(self._pending)
         self._pending, self._pending_bytes = [], 0
         if self._on_run is not None:
             self._on_run(self._rows, self._bytes)
 
-    def _write(self, frames: Iterable[bytes], keys: tuple[int, int]) -> None:
+    def _write(self, records: Iterable[Record], keys: tuple[int, int]) -> None:
         self._written += 1
         path = self.directory / f"run-{self._written:06d}"
         try:
-            with open(path, "wb", buffering=_RUN_BUFFER) as run:
-                # Reserved and written a buffer's worth at a time.
-                batch: list[bytes] = []
+            with open(path, "wb", buffering=0) as run:
+                block: list[Record] = []
                 size = 0
-                for frame in frames:
-                    batch.append(frame)
-                    size += len(frame)
-                    if size >= _RUN_BUFFER:
-                        self._write_batch(run, batch, size)
-                        batch, size = [], 0
-                self._write_batch(run, batch, size)
+                for record in records:
+                    block.append(record)
+                    payload = record[2]
+                    size += (len(payload[2]) if record[1] == _PREPARED else len(payload)) + _RECORD_BYTES
+                    if size >= _BLOCK_BYTES:
+                        self._write_block(run, block)
+                        block, size = [], 0
+                if block:
+                    self._write_block(run, block)
         except OSError as exc:
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             what = "the disk behind tmp_dir is full" if full else "it cannot be written"
@@ -242,19 +245,21 @@ class _Spill:
         self._runs.append(path)
         self._ranges[path] = keys
 
-    def _write_batch(self, run: IO[bytes], batch: list[bytes], size: int) -> None:
-        self._space.reserve(self._feed, size)
-        self._bytes += size
-        run.writelines(batch)
+    def _write_block(self, run: IO[bytes], block: list[Record]) -> None:
+        data = marshal.dumps(block)
+        self._space.reserve(self._feed, _BLOCK_HEAD.size + len(data))
+        self._bytes += _BLOCK_HEAD.size + len(data)
+        run.write(_BLOCK_HEAD.pack(len(data)))
+        run.write(data)
 
     def _merge_down(self) -> None:
         """Merge the oldest runs in groups of `fan_in` until at most `fan_in` remain."""
         fan_in = self._fan_in
         while len(self._runs) > fan_in:
             group, self._runs = self._runs[:fan_in], self._runs[fan_in:]
-            merged = heapq.merge(*(_frames(path) for path in group), key=_key)
+            merged = heapq.merge(*(_records(path) for path in group), key=_key)
             keys = (min(self._ranges[path][0] for path in group), max(self._ranges[path][1] for path in group))
-            self._write((_frame(key, kind, payload) for key, kind, payload in merged), keys)
+            self._write(merged, keys)
             # The merged run goes first: for equal IDs, its rows came before those of the later runs.
             self._runs.insert(0, self._runs.pop())
             for path in group:
@@ -273,10 +278,10 @@ class _Spill:
         self._merge_down()
         runs = self._runs
         if all(self._ranges[runs[i]][1] <= self._ranges[runs[i + 1]][0] for i in range(len(runs) - 1)):
-            frames: Iterable[tuple[int, int, bytes]] = chain.from_iterable(_frames(path) for path in runs)
+            records: Iterable[Record] = chain.from_iterable(_records(path) for path in runs)
         else:
-            frames = heapq.merge(*(_frames(path) for path in runs), key=_key)
-        for key, kind, payload in frames:
+            records = heapq.merge(*(_records(path) for path in runs), key=_key)
+        for key, kind, payload in records:
             yield key, _decode(kind, payload, key)
 
     def close(self) -> None:
@@ -318,7 +323,7 @@ async def ordered_rows(
                     while held:
                         spill.add(*held.pop())
                 for row in rows:
-                    row_id = usable_id(row)
+                    row_id = row[0] if row.__class__ is PreparedRow else usable_id(row)
                     if row_id is not None and row_id <= floor:
                         dropped_seen += 1
                     elif spill is None:
