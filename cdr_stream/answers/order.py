@@ -9,7 +9,8 @@ chunk can be committed with its highest ID as the new offset.
 
 The answer is parsed in chunks of `READ_ROWS`, each let go of as soon as its rows are held or spilled:
 what a large answer keeps in memory is its first `MEMORY_ROWS` rows (until they spill), then one run
-being filled, then the merge's read buffers and the chunk being cut.
+being filled, then one block of each run the merge reads (runs that follow one another in ID order are
+read one after another, with no merge) and the chunk being cut.
 
 The spill files live in a directory of their own under `TempSpace.root`, are counted against a byte
 limit, and are removed when the answer is done (or abandoned), and by `TempSpace.sweep` at start.

@@ -3,9 +3,11 @@
 `answer_row_chunks` is the one entry point: JSON goes to `json_row_chunks`, the text formats (csv, txt,
 pipe) to the streamed parser in `cdr_stream.answers.text`.
 
-A JSON answer that fits in `buffer_limit` bytes is parsed whole with orjson (fast, and a truncated body
-publishes nothing). A larger one is parsed incrementally with ijson, so even an answer with every row
-since the beginning of time stays within bounded memory.
+A JSON answer that fits in `buffer_limit` bytes is parsed whole (fast, and a truncated body publishes
+nothing): with `prepare`, by the page reader (`cdr_stream.records.page`), else, or where the reader leaves
+it, by orjson. A larger one is parsed incrementally, so even an answer with every row since the beginning
+of time stays within bounded memory: by the page reader a piece at a time with `prepare`, by ijson
+otherwise and from any row the reader cannot finish.
 """
 
 from __future__ import annotations
