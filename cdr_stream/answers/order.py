@@ -140,12 +140,18 @@ def _locked(path: Path) -> bool:
         return False
 
 
-def _record(key: int, row: Any) -> tuple[Record, int]:
-    """The row as a record of a run, and about how many bytes it takes there."""
+def _record(key: int, row: Any) -> Record:
+    """The row as a record of a run."""
     if row.__class__ is PreparedRow:
-        return (key, _PREPARED, (row[1], row[2], row[3])), len(row[3]) + _RECORD_BYTES
+        return key, _PREPARED, (row[1], row[2], row[3])
     kind, payload = _encode(row)
-    return (key, kind, payload), len(payload) + _RECORD_BYTES
+    return key, kind, payload
+
+
+def _size(record: Record) -> int:
+    """About how many bytes a record takes in a run (a prepared row: its tail; else its payload)."""
+    payload = record[2]
+    return (len(payload[2]) if record[1] == _PREPARED else len(payload)) + _RECORD_BYTES
 
 
 def _encode(row: Any) -> tuple[int, bytes]:
@@ -207,9 +213,9 @@ class _Spill:
             raise SpillError(f"cannot use tmp_dir {str(space.root)!r} for sorting an answer: {exc}") from None
 
     def add(self, key: int, row: Any) -> None:
-        record, size = _record(key, row)
+        record = _record(key, row)
         self._pending.append(record)
-        self._pending_bytes += size
+        self._pending_bytes += _size(record)
         if self._pending_bytes >= self._run_bytes:
             self._flush()
 
@@ -232,8 +238,7 @@ class _Spill:
                 size = 0
                 for record in records:
                     block.append(record)
-                    payload = record[2]
-                    size += (len(payload[2]) if record[1] == _PREPARED else len(payload)) + _RECORD_BYTES
+                    size += _size(record)
                     if size >= _BLOCK_BYTES:
                         self._write_block(run, block)
                         block, size = [], 0

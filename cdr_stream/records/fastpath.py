@@ -31,8 +31,13 @@ from cdr_stream.records.fields import FEED_FIELDS
 PURE_PYTHON_ENV: Final = "CDR_STREAM_PURE_PYTHON"
 
 
+def pure_python_requested() -> bool:
+    """Whether CDR_STREAM_PURE_PYTHON turns the C extension off."""
+    return os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def _native_module() -> Any:
-    if os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes"):
+    if pure_python_requested():
         return None
     try:
         from cdr_stream.records import _native

@@ -11,12 +11,12 @@ from hypothesis import given, settings
 
 from cdr_stream.answers.parse import AnswerFormat, answer_row_chunks, json_row_chunks
 from cdr_stream.errors import AnswerFormatError
-from cdr_stream.records import fastpath
 from cdr_stream.records.event import PreparedRow
 from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import write_cdr_files
 from cdr_stream.simulator.formats import RowCache, framing
+from tests.native import needs_native
 from tests.properties import SUITE_TALLY, assert_same_outcome, check_body
 from tests.rows import FILE_FORMATS
 from tests.strategies import SUITE_SETTINGS, Body, bodies
@@ -198,7 +198,7 @@ def simulated_body(count: int, **rates: float) -> bytes:
     )
 
 
-@pytest.mark.skipif(fastpath.native is None, reason="CDR_STREAM_PURE_PYTHON turns the C fast path off")
+@needs_native
 @pytest.mark.parametrize(("piece", "buffer_limit"), [(7, 100), (1000, 4096), (65536, 1 << 16)])
 async def test_a_streamed_answer_is_read_into_prepared_rows_piece_by_piece(piece: int, buffer_limit: int) -> None:
     body = simulated_body(2000, invalid_rate=0.05)

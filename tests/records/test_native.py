@@ -4,7 +4,6 @@ the event the Python fast path gives (which `test_fastpath` compares with the ch
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import sys
 from datetime import UTC, datetime
@@ -16,18 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdr_stream.records import fastpath
-from cdr_stream.records.fastpath import PURE_PYTHON_ENV, FastNormalizer
+from cdr_stream.records.fastpath import FastNormalizer
 from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.records.processor import RecordProcessor
+from tests.native import TURNED_OFF, needs_native
 from tests.records.test_fastpath import LATEST_US, PHP_FORMS, simulated_rows
 from tests.rows import feed_row
 from tests.strategies import SUITE_SETTINGS, plain_rows, valid_rows
 
 SOURCES = sorted(Path(fastpath.__file__).parent.glob("_native*.[ch]"))
-TURNED_OFF = os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes")
 TEXT_FIELDS = ("AParty", "BParty", "BillNumber", "CallType", "TextDesc1", "TextDesc2", "Status", "Profile")
-
-needs_native = pytest.mark.skipif(TURNED_OFF, reason=f"{PURE_PYTHON_ENV} turns the C fast path off")
 
 
 def test_the_extension_is_built_from_the_source_beside_it() -> None:

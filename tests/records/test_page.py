@@ -12,18 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdr_stream.records import fastpath
 from cdr_stream.records.event import PreparedRow
 from cdr_stream.records.page import prepared_rows
 from cdr_stream.records.processor import RecordProcessor
 from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.formats import NumbersAs, RowCache, framing
+from tests.native import needs_native
 from tests.properties import assert_same_outcome
 from tests.records.test_fastpath import PHP_FORMS
 from tests.rows import feed_row
 from tests.strategies import SUITE_SETTINGS, mutated_rows, plain_rows, valid_rows
 
-pytestmark = pytest.mark.skipif(fastpath.native is None, reason="CDR_STREAM_PURE_PYTHON turns the C fast path off")
+pytestmark = needs_native
 
 PAST = "2024-01-02 03:04:05"
 
