@@ -5,6 +5,11 @@ never returns, and aiokafka may leave its position just below the end offset (ai
 partition counts as read when its position reaches the end offset, or when the consumer has nothing
 more to give for a while and its position no longer moves: everything below the end offset (the last
 stable offset) is already decided, so what remains can only be markers or aborted records.
+
+A committed transaction's markers are written after the producer's commit returns, one partition after
+another, so a reader that starts right after a commit can find some of its partitions still below their
+markers. `settle_seconds` waits, within that time, until no partition holds an undecided record (its last
+stable offset equals its high watermark) before the end offsets are taken.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cdr_stream.config import KafkaSettings
 from cdr_stream.errors import TopicMissingError
-from cdr_stream.kafka.clients import admin_client, committed_reader
+from cdr_stream.kafka.clients import admin_client, committed_reader, connection_options
 
 _IDLE_ROUNDS_AT_END: Final = 4
 _ROUND_MS: Final = 250
+_SETTLE_PAUSE_SECONDS: Final = 0.05
 
 
 async def partitions_of(kafka: KafkaSettings, topics: Iterable[str]) -> list[TopicPartition]:
@@ -39,22 +45,49 @@ async def partitions_of(kafka: KafkaSettings, topics: Iterable[str]) -> list[Top
     return sorted(result)
 
 
-async def committed_records(kafka: KafkaSettings, topics: Iterable[str]) -> AsyncIterator[list[Any]]:
-    """Every committed record of `topics`, in batches, from the beginning to the end as of the call."""
+async def committed_records(
+    kafka: KafkaSettings, topics: Iterable[str], *, settle_seconds: float = 0.0
+) -> AsyncIterator[list[Any]]:
+    """Every committed record of `topics`, in batches, from the beginning to the end as of the call (or,
+    with `settle_seconds`, as of the moment within it when no partition holds an undecided record)."""
     tps = await partitions_of(kafka, topics)
     consumer = committed_reader(kafka)
     await consumer.start()
     try:
-        async for batch in read_to_end(consumer, tps):
+        end = await settled_end_offsets(kafka, consumer, tps, settle_seconds)
+        async for batch in read_to_end(consumer, tps, end):
             yield batch
     finally:
         await consumer.stop()
 
 
-async def read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> AsyncIterator[list[Any]]:
+async def settled_end_offsets(
+    kafka: KafkaSettings, consumer: AIOKafkaConsumer, tps: list[TopicPartition], settle_seconds: float
+) -> dict[TopicPartition, int]:
+    """The read_committed end offsets (last stable offsets) of `tps`: the first ones, within
+    `settle_seconds`, that equal the high watermarks, else the last ones taken."""
+    stable: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    if settle_seconds <= 0:
+        return stable
+    deadline = time.monotonic() + settle_seconds
+    watermarks = AIOKafkaConsumer(isolation_level="read_uncommitted", **connection_options(kafka))
+    await watermarks.start()
+    try:
+        while True:
+            high: dict[TopicPartition, int] = await watermarks.end_offsets(tps)
+            if all(stable[tp] >= high[tp] for tp in tps) or time.monotonic() >= deadline:
+                return stable
+            await asyncio.sleep(_SETTLE_PAUSE_SECONDS)
+            stable = await consumer.end_offsets(tps)
+    finally:
+        await watermarks.stop()
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]
+) -> AsyncIterator[list[Any]]:
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-    end = await consumer.end_offsets(tps)
     idle = dict.fromkeys(tps, 0)
     last_position = dict.fromkeys(tps, -1)
     pending = set(tps)

@@ -120,13 +120,20 @@ def is_offset_key(key: str) -> bool:
 
 
 async def read_state(
-    kafka: KafkaSettings, topic: str, keep: Callable[[str], bool], *, timeout: float = 60.0
+    kafka: KafkaSettings,
+    topic: str,
+    keep: Callable[[str], bool],
+    *,
+    timeout: float = 60.0,
+    settle_seconds: float = 0.0,
 ) -> dict[str, bytes]:
-    """The latest committed value of every key in the state topic that `keep` accepts (tombstones remove)."""
+    """The latest committed value of every key in the state topic that `keep` accepts (tombstones remove).
+    A feed's writer fences its older ones before the feed's state is read, which completes their last
+    transaction; a reader without that fence can wait `settle_seconds` for markers (see readback)."""
     values: dict[str, bytes] = {}
 
     async def read() -> None:
-        async for records in committed_records(kafka, [topic]):
+        async for records in committed_records(kafka, [topic], settle_seconds=settle_seconds):
             for record in records:
                 key = record.key.decode() if record.key else ""
                 if not keep(key):
@@ -146,7 +153,9 @@ async def read_state(
     return values
 
 
-async def read_offsets(kafka: KafkaSettings, topic: str, *, timeout: float = 60.0) -> dict[str, StoredOffset]:
+async def read_offsets(
+    kafka: KafkaSettings, topic: str, *, timeout: float = 60.0, settle_seconds: float = 0.0
+) -> dict[str, StoredOffset]:
     """The latest committed offset of every feed in the state topic."""
-    values = await read_state(kafka, topic, is_offset_key, timeout=timeout)
+    values = await read_state(kafka, topic, is_offset_key, timeout=timeout, settle_seconds=settle_seconds)
     return {key: StoredOffset.decode(value) for key, value in values.items()}

@@ -39,6 +39,7 @@ _BLOCK_IDS: Final = 1 << _BLOCK_BITS
 _BLOCK_MASK: Final = _BLOCK_IDS - 1
 _KEEP: Final = 1000  # problems kept in detail; beyond that only counted
 _SHOWN: Final = 10  # examples per kind of problem in the summary
+SETTLE_SECONDS: Final = 5.0  # at most, for the markers of a transaction committed just before the check
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -490,13 +491,20 @@ def judge(tally: Tally, expectation: Expectation | None) -> CheckResult:
 
 
 async def check_feed(
-    kafka: KafkaSettings, topics: TopicSettings, feed: str, expectation: Expectation | None = None
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    feed: str,
+    expectation: Expectation | None = None,
+    *,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> CheckResult:
     """Read the feed's committed output to the end (as of the call) and judge it."""
     tally = Tally(feed, topics)
     # One read of all three topics: their end offsets are taken together, so a live connector's state
-    # and events are compared at (nearly) the same moment.
-    async for records in committed_records(kafka, [topics.events, topics.dead_letter, topics.state]):
+    # and events are compared at (nearly) the same moment. The settling keeps a transaction whose
+    # markers are only partly written from showing its state without all of its events.
+    topic_names = [topics.events, topics.dead_letter, topics.state]
+    async for records in committed_records(kafka, topic_names, settle_seconds=settle_seconds):
         for record in records:
             tally.add(record)
     return judge(tally, expectation)

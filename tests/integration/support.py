@@ -28,6 +28,8 @@ from cdr_stream.simulator import FeedSimulator
 FEED = "sim"
 PASSWORD = "s1mulated-Secret"
 PASSWORD_ENV = "CDR_TEST_FEED_PASSWORD"
+# A test reads right after a commit returned, when the transaction's markers may still be on their way.
+SETTLE_SECONDS = 5.0
 
 
 def fresh_topics(prefix: str = "test") -> TopicSettings:
@@ -147,7 +149,7 @@ async def read_published(kafka: KafkaSettings, topics: TopicSettings) -> Publish
         topics.dead_letter: published.dead_letters,
         topics.state: published.states,
     }
-    async for records in committed_records(kafka, by_topic):
+    async for records in committed_records(kafka, by_topic, settle_seconds=SETTLE_SECONDS):
         for record in records:
             by_topic[record.topic].append(record)
     for records in by_topic.values():

@@ -22,6 +22,7 @@ from cdr_stream.simulator.generator import NZ
 from tests.integration.support import (
     FEED,
     PASSWORD,
+    SETTLE_SECONDS,
     Published,
     delete_topics,
     read_published,
@@ -55,7 +56,9 @@ async def set_live_offset(settings: Settings) -> None:
 
 async def stored_progress(kafka: KafkaSettings, topics: TopicSettings) -> BackfillProgress | None:
     try:
-        values = await read_state(kafka, topics.state, lambda key: key.startswith("backfill/"), timeout=10)
+        values = await read_state(
+            kafka, topics.state, lambda key: key.startswith("backfill/"), timeout=10, settle_seconds=SETTLE_SECONDS
+        )
     except Exception:  # the topic may not exist yet while the process starts
         return None
     return BackfillProgress.decode(next(iter(values.values()))) if values else None
@@ -109,7 +112,7 @@ async def test_a_day_killed_with_kill_9_and_run_again_has_no_duplicate_no_gap_an
     for record in published.events:
         headers = dict(record.headers)
         assert (headers[HEADER_FEED], headers[HEADER_SCHEMA_VERSION]) == (FEED.encode(), b"2")
-    assert (await read_offsets(kafka, topics.state))[FEED].last_id == LIVE_OFFSET
+    assert (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))[FEED].last_id == LIVE_OFFSET
     assert log.read_text().count("resuming with") == 2, "each run after a kill resumes the stored progress"
 
 
@@ -141,8 +144,10 @@ async def test_a_topic_of_its_own_an_empty_window_a_finished_run_and_a_restart(
 
         on_replay = await read_published(kafka, run_topics)
         on_events = await read_published(kafka, topics)
-        live = (await read_offsets(kafka, topics.state))[FEED].last_id
-        progress_records = await read_state(kafka, topics.state, lambda key: key.startswith("backfill/"))
+        live = (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))[FEED].last_id
+        progress_records = await read_state(
+            kafka, topics.state, lambda key: key.startswith("backfill/"), settle_seconds=SETTLE_SECONDS
+        )
     finally:
         await delete_topics(kafka, topics, replay)
 

@@ -31,6 +31,7 @@ from cdr_stream.records.processor import (
 from tests.integration.support import (
     FEED,
     PASSWORD,
+    SETTLE_SECONDS,
     Published,
     check,
     read_published,
@@ -119,7 +120,9 @@ async def publish_as_old_version(settings: Settings) -> tuple[set[int], Counter[
 
 async def stored_progress(kafka: KafkaSettings, topics: TopicSettings) -> ReplayProgress | None:
     try:
-        values = await read_state(kafka, topics.state, lambda key: key.startswith("dlq-replay/"), timeout=10)
+        values = await read_state(
+            kafka, topics.state, lambda key: key.startswith("dlq-replay/"), timeout=10, settle_seconds=SETTLE_SECONDS
+        )
     except Exception:  # read while the process starts
         return None
     return ReplayProgress.decode(next(iter(values.values()))) if values else None
@@ -184,7 +187,9 @@ async def test_dead_letters_todays_rules_accept_are_published_once_through_kill_
         assert orjson.loads(record.value)["text_desc1"].startswith("old rule")
     dead_letter_ids = published.dead_letter_ids()
     assert len(dead_letter_ids) == len(acceptable) + 36 + 1, "a dead letter was added or removed"
-    assert (await read_offsets(kafka, topics.state))[FEED].last_id == LIVE_ROWS, "the live offset was touched"
+    assert (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))[FEED].last_id == LIVE_ROWS, (
+        "the live offset was touched"
+    )
 
     again = start_process(*command, log=tmp_path / "again.log")
     assert await asyncio.to_thread(again.wait, 120) == 0, (tmp_path / "again.log").read_text()[-3000:]

@@ -18,6 +18,7 @@ from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     FEED,
     PASSWORD,
+    SETTLE_SECONDS,
     assert_clean,
     create_topic,
     read_published,
@@ -65,7 +66,7 @@ async def test_every_row_is_published_or_dead_lettered_exactly_once(
         assert letter["rule"] and letter["reason"]
         assert letter["raw"]["ID"] in (letter["id"], str(letter["id"]))
 
-    assert (await read_offsets(kafka, topics.state))[FEED].last_id == max(expected)
+    assert (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))[FEED].last_id == max(expected)
 
 
 async def test_created_topics_keep_old_calls_and_the_state_topic_is_compacted(
@@ -164,7 +165,7 @@ async def test_two_feeds_in_one_connector_keep_their_own_offsets(kafka: KafkaSet
             )
         finally:
             await connector.stop()
-    offsets = await read_offsets(kafka, topics.state)
+    offsets = await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS)
     assert {feed: stored.last_id for feed, stored in offsets.items()} == {"nz": 700, "uk": 5399}
     for feed, ids in (("nz", IdRange(1, 700)), ("uk", IdRange(5000, 5399))):
         result = await check_feed(kafka, topics, feed, ids)

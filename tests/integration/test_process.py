@@ -23,6 +23,7 @@ from cdr_stream.simulator import FeedSimulator, SimulatorConfig
 from tests.integration.support import (
     FEED,
     PASSWORD,
+    SETTLE_SECONDS,
     ConnectorProcess,
     assert_clean,
     finish_and_check,
@@ -152,7 +153,7 @@ async def test_state_set_and_show_and_refusal_while_running(
         assert refused.returncode == 1, refused.stderr
         assert "refused" in refused.stderr and "running" in refused.stderr
         await running.stop()
-        assert (await read_offsets(kafka, topics.state))[FEED].last_id == sim.max_id
+        assert (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))[FEED].last_id == sim.max_id
 
         async def cli(*args: str) -> subprocess.CompletedProcess[str]:
             # A stopped member leaves the group at once; retry briefly while the broker catches up.
@@ -176,7 +177,7 @@ async def test_state_set_and_show_and_refusal_while_running(
         shown = await cli("show")
         assert shown.returncode == 0, shown.stderr
         assert FEED in shown.stdout and " 120 " in shown.stdout
-        assert (await read_offsets(kafka, topics.state))[FEED].last_id == 120
+        assert (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))[FEED].last_id == 120
 
 
 async def test_sigterm_while_the_feed_is_slow_to_answer_exits_at_once(

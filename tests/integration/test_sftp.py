@@ -25,7 +25,15 @@ from cdr_stream.simulator import FeedGenerator, GeneratorConfig
 from cdr_stream.simulator.files import CdrFile, Period, write_cdr_files
 from cdr_stream.simulator.formats import RowCache, framing, json_row
 from tests.integration.sshd import SshServer, keygen
-from tests.integration.support import FEED, read_published, start_process, stop_process, wait_for, write_config
+from tests.integration.support import (
+    FEED,
+    SETTLE_SECONDS,
+    read_published,
+    start_process,
+    stop_process,
+    wait_for,
+    write_config,
+)
 from tests.rows import FILE_FORMATS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
@@ -450,7 +458,7 @@ def write_sftp_config(path: Path, settings: Settings, secrets: Path) -> Path:
 
 async def stored_state(kafka: KafkaSettings, topics: TopicSettings) -> StoredOffset | None:
     try:
-        return (await read_offsets(kafka, topics.state, timeout=10)).get(FEED)
+        return (await read_offsets(kafka, topics.state, timeout=10, settle_seconds=SETTLE_SECONDS)).get(FEED)
     except Exception:  # the topic may not exist yet while the process starts
         return None
 

@@ -14,6 +14,7 @@ from cdr_stream.kafka.state import StoredOffset, read_offsets
 from cdr_stream.kafka.topics import prepare_topics
 from cdr_stream.kafka.writer import TransactionalWriter
 from cdr_stream.records.processor import ProcessedChunk
+from tests.integration.support import SETTLE_SECONDS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("cleanup_topics")]
 
@@ -73,12 +74,36 @@ async def test_an_aborted_tail_and_an_open_transaction_are_not_read(
             await producer.begin_transaction()
             await producer.send_and_wait(topics.state, StoredOffset("a", 999).encode(), key=b"a")
             await producer.abort_transaction()
-        assert (await read_offsets(kafka, topics.state, timeout=20))["a"].last_id == 10
+        assert (await read_offsets(kafka, topics.state, timeout=20, settle_seconds=SETTLE_SECONDS))["a"].last_id == 10
         await producer.begin_transaction()  # left open while the state is read
         await producer.send_and_wait(topics.state, StoredOffset("a", 555).encode(), key=b"a")
         assert (await read_offsets(kafka, topics.state, timeout=20))["a"].last_id == 10
         await producer.commit_transaction()
-        assert (await read_offsets(kafka, topics.state, timeout=20))["a"].last_id == 555
+        assert (await read_offsets(kafka, topics.state, timeout=20, settle_seconds=SETTLE_SECONDS))["a"].last_id == 555
+    finally:
+        await producer.stop()
+
+
+async def test_a_settled_read_waits_for_an_open_transaction_only_as_long_as_asked(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    await prepare(kafka, topics)
+    await commit_offset(kafka, topics, "a", 10)
+    producer = AIOKafkaProducer(transactional_id="test-state-settler", **connection_options(kafka))
+    await producer.start()
+    try:
+        await producer.begin_transaction()  # left open while the state is read
+        await producer.send_and_wait(topics.state, StoredOffset("a", 555).encode(), key=b"a")
+        started = time.monotonic()
+        assert (await read_offsets(kafka, topics.state, settle_seconds=1.0))["a"].last_id == 10
+        assert time.monotonic() - started >= 1.0, "the read waited for the open transaction to be decided"
+        await producer.commit_transaction()
+        # Each read starts the moment a commit returns, when its markers may still be on their way.
+        for last_id in range(600, 620):
+            await producer.begin_transaction()
+            await producer.send_and_wait(topics.state, StoredOffset("a", last_id).encode(), key=b"a")
+            await producer.commit_transaction()
+            assert (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))["a"].last_id == last_id
     finally:
         await producer.stop()
 
@@ -97,4 +122,4 @@ async def test_state_set_works_before_the_connector_ever_ran(kafka: KafkaSetting
         {},
     )
     assert await set_state(settings, "fresh", 41) == Exit.OK
-    assert (await read_offsets(kafka, topics.state))["fresh"].last_id == 41
+    assert (await read_offsets(kafka, topics.state, settle_seconds=SETTLE_SECONDS))["fresh"].last_id == 41
