@@ -36,6 +36,7 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels 
     && /opt/venv/bin/pip install --no-deps /wheels/cdr_stream-*.whl \
     && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib \
     && /opt/venv/bin/python -c "from cdr_stream.records import fastpath; assert fastpath.native, 'no C fast path'" \
+    && /opt/venv/bin/python -c "from cdr_stream.kafka import batches; assert batches.native, 'no C record batches'" \
     && /opt/venv/bin/cdr-stream --version
 
 FROM ${PYTHON_IMAGE}

@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The C fast path, rebuilt in place when its source changes (the editable install builds it the first time).
-NATIVE := cdr_stream/records/_native$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-$(NATIVE): $(wildcard cdr_stream/records/_native*.[ch]) hatch_build.py $(STAMP)
+# The C extensions, rebuilt in place when a source changes (the editable install builds them the first time).
+EXT_SUFFIX := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+NATIVE := cdr_stream/records/_native$(EXT_SUFFIX) cdr_stream/kafka/_batches$(EXT_SUFFIX)
+$(NATIVE) &: $(wildcard cdr_stream/records/_native*.[ch] cdr_stream/kafka/_batches*.[ch]) hatch_build.py $(STAMP)
 	$(BIN)/python hatch_build.py
 
 venv: $(STAMP) $(NATIVE)

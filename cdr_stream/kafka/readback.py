@@ -90,7 +90,8 @@ async def read_to_end(
     await consumer.seek_to_beginning(*tps)
     idle = dict.fromkeys(tps, 0)
     last_position = dict.fromkeys(tps, -1)
-    pending = set(tps)
+    # A partition that starts at its end (empty, or emptied by retention) has nothing to wait for.
+    pending = {tp for tp in tps if await consumer.position(tp) < end[tp]}
     while pending:
         started = time.monotonic()
         batch = await consumer.getmany(*pending, timeout_ms=_ROUND_MS)

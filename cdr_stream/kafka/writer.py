@@ -1,8 +1,9 @@
 """The Kafka side of one feed: events, dead letters and the new offset, committed in one transaction.
 
 The transactional id is stable per feed, so starting a writer fences any older instance of the same
-feed (a zombie) and aborts whatever it left open. Events are appended to per-partition batches through
-aiokafka's batch API, which is several times cheaper per record than one `send` each.
+feed (a zombie) and aborts whatever it left open. Events go out as per-partition record batches
+(`batches.EventBatcher`) through aiokafka's batch API, which is several times cheaper per record than one
+`send` each.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiokafka.partitioner import murmur2
 from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.errors import CommitUncertain, TransactionTimedOut, WriteError, WriterFenced
 from cdr_stream.kafka.base import Headers
+from cdr_stream.kafka.batches import EventBatcher
 from cdr_stream.kafka.clients import connection_options
 from cdr_stream.kafka.state import FilesPosition, StoredOffset
 from cdr_stream.ops.logs import describe_error
@@ -53,6 +55,7 @@ class TransactionalWriter:
         self._producer: AIOKafkaProducer | None = None
         self._partitions: list[int] = []
         self._partition_of_key: dict[bytes, int] = {}
+        self._batcher: EventBatcher | None = None
         self._feed_header = feed.encode()
 
     async def start(self) -> None:
@@ -75,10 +78,18 @@ class TransactionalWriter:
             raise
         self._producer = producer
         self._partition_of_key.clear()
+        self._batcher = EventBatcher(
+            producer,
+            self._partition_of_key,
+            self._partition,
+            max_bytes=_MAX_BATCH_BYTES,
+            compressed=self._kafka.compression_type is not None,
+        )
         log.info("writer started", extra={"feed": self.feed, "transactional_id": self.transactional_id})
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
+        self._batcher = None
         if producer is not None:
             await _stop_quietly(producer)
 
@@ -156,34 +167,19 @@ class TransactionalWriter:
         await producer.commit_transaction()
 
     async def _send_events(self, producer: AIOKafkaProducer, chunk: ProcessedChunk, extra: Headers) -> list[Any]:
-        topic = self._topics.events
         if not chunk.events:
             return []
+        assert self._batcher is not None
         headers: Headers = [
             (HEADER_SCHEMA_VERSION, str(EVENT_SCHEMA_VERSION).encode()),
             (HEADER_FEED, self._feed_header),
             *extra,
         ]
-        deliveries: list[Any] = []
-        open_batches: dict[int, Any] = {}
-        for event in chunk.events:
-            partition = self._partition(event.key)
-            batch = open_batches.get(partition) or producer.create_batch()
-            # A full batch goes out and the event opens the next one; an event no batch can hold is an error.
-            for attempt in (1, 2):
-                if (
-                    batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers)
-                    is not None
-                ):
-                    break
-                if attempt == 2:
-                    raise WriteError(f"event {event.id} is larger than a whole batch ({_MAX_BATCH_BYTES} bytes)")
-                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-            open_batches[partition] = batch
-        for partition, batch in open_batches.items():
-            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        return deliveries
+        topic = self._topics.events
+        return [
+            await producer.send_batch(batch, topic, partition=partition)
+            for partition, batch in self._batcher.batches(chunk.events, headers)
+        ]
 
 
 async def _abort_quietly(producer: AIOKafkaProducer) -> None:

@@ -17,37 +17,18 @@ test compares it with.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
+from cdr_stream import extensions
 from cdr_stream.records import values
 from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES, Event, PreparedRow, dumps
 from cdr_stream.records.fields import FEED_FIELDS
 
-#: Set to 1 (or true, yes) to run without the C extension, as a build without a compiler does.
-PURE_PYTHON_ENV: Final = "CDR_STREAM_PURE_PYTHON"
-
-
-def pure_python_requested() -> bool:
-    """Whether CDR_STREAM_PURE_PYTHON turns the C extension off."""
-    return os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-def _native_module() -> Any:
-    if pure_python_requested():
-        return None
-    try:
-        from cdr_stream.records import _native
-    except ImportError:  # built with CDR_STREAM_PURE_PYTHON=1, or by hand without the extension
-        return None
-    return _native
-
-
 #: The C extension, or None where it is not built or turned off.
-native: Final = _native_module()
+native: Final = extensions.load("cdr_stream.records._native")
 #: What makes a row's event on the fast path: the row's ID, the row, the latest acceptable call time (us).
 EventMaker = Callable[[int, dict[str, Any], int], Event | None]
 

@@ -1,9 +1,12 @@
 """Catch-up benchmark: how fast does `cdr-stream run` move a backlog of N rows into Kafka, end to end?
 
     .venv/bin/python dev/bench/catchup.py [--records 1000000] [--page-size 10000] [--repeat 1] [--keep-topics]
+                                          [--topics-exist]
 
 Each run: the local broker (started if needed), a preloaded simulator in its own process, and the
-connector in its own process with fresh, uniquely named topics (the connector creates them). The clock
+connector in its own process with fresh, uniquely named topics (the connector creates them, or with
+--topics-exist the connector's own code does before the clock starts, as for a deployment that ran
+before). The clock
 starts when the connector process starts and stops when its progress log reports IDs up to N
 committed; the stored offset is then checked in the state topic. The connector's peak RSS (VmHWM) is
 read just before SIGTERM, and it must exit 0 within 10 s. Afterwards a read_committed consumer reads
@@ -37,9 +40,10 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from cdr_stream.config import KafkaSettings
+from cdr_stream.config import KafkaSettings, TopicSettings
 from cdr_stream.kafka.readback import committed_records
 from cdr_stream.kafka.state import read_offsets
+from cdr_stream.kafka.topics import prepare_topics
 
 REPO: Final = Path(__file__).resolve().parents[2]
 BROKER: Final = REPO / "dev" / "kafka" / "broker"
@@ -407,6 +411,9 @@ class RunContext:
     profile_dir: Path | None = None
     #: Where py-spy writes its samples of the connector (raw folded stacks), when sampling.
     py_spy_dir: Path | None = None
+    #: Whether the topics exist before the clock starts (made by the connector's own code), as for a
+    #: deployment that ran before; otherwise the connector creates them within the measured time.
+    topics_exist: bool = False
 
     def connector_argv(self, config: Path, tag: str) -> list[str]:
         run = ["run", "--config", str(config)]
@@ -420,6 +427,11 @@ class RunContext:
 async def run_connector(ctx: RunContext, topics: Topics, chunk_rows: int) -> Result:
     config = ctx.workdir / f"{topics.tag}.toml"
     write_config(config, ctx.sim.url, ctx.bootstrap, topics, chunk_rows, ctx.fmt)
+    if ctx.topics_exist:
+        await prepare_topics(
+            KafkaSettings(bootstrap_servers=ctx.bootstrap),
+            TopicSettings(events=topics.events, dead_letter=topics.dead_letter, state=topics.state),
+        )
     before = await ctx.sim.stats()
     progress, memory = Progress(), Memory()
     others = (ctx.sim.child.pid, ctx.broker_pid)
@@ -670,6 +682,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out-of-order", action="store_true", help="every answer shuffled (sorted on disk)")
     parser.add_argument("--repeat", type=int, default=1, help="runs against the same simulator")
     parser.add_argument("--keep-topics", action="store_true", help="leave the benchmark's topics behind")
+    parser.add_argument(
+        "--topics-exist", action="store_true", help="create the topics before the clock starts, not the connector"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one catch-up may take")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work dir (logs, configs, RSS)")
     parser.add_argument(
@@ -719,6 +734,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[Result]:
         out_of_order=args.out_of_order,
         profile_dir=args.profile and args.profile.resolve(),
         py_spy_dir=args.py_spy and args.py_spy.resolve(),
+        topics_exist=args.topics_exist,
     )
     try:
         return [await run_once(ctx, args.chunk_rows, args.keep_topics) for _ in range(args.repeat)]

@@ -8,7 +8,8 @@ hot paths to speed, so that the first peer does not pay for them. Then one prelo
 same rows to every peer, one peer at a time, each into fresh topics on the local broker (6 partitions for
 events, acks=all):
 
-- cdr-stream: `cdr-stream run`, measured exactly as dev/bench/catchup.py measures it;
+- cdr-stream: `cdr-stream run`, measured exactly as dev/bench/catchup.py measures it with --topics-exist
+  (its topics made by its own code before the clock starts, as every other peer's are);
 - confluent-tx / confluent: dev/bench/naive_confluent.py (aiohttp + orjson + confluent-kafka), one
   transaction per answer with its last ID, or acks=all and a flush per answer without transactions;
 - aiokafka: dev/bench/naive_aiokafka.py, aiokafka `send` per row, no transactions;
@@ -358,6 +359,7 @@ async def bench_all(args: argparse.Namespace, workdir: Path) -> list[PeerResult]
         workdir=workdir,
         timeout=args.timeout,
         broker_pid=pid,
+        topics_exist=True,  # as every other peer's topics, made before its clock starts
     )
     bench = Bench(args.records, bootstrap, ctx, classpath, args.chunk_rows, args.timeout)
     results: list[PeerResult] = []

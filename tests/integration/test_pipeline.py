@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import orjson
 import pytest
@@ -21,6 +22,8 @@ from tests.integration.support import (
     SETTLE_SECONDS,
     assert_clean,
     create_topic,
+    delete_topics,
+    fresh_topics,
     read_published,
     run_until_caught_up,
     settings_for,
@@ -171,3 +174,28 @@ async def test_two_feeds_in_one_connector_keep_their_own_offsets(kafka: KafkaSet
         result = await check_feed(kafka, topics, feed, ids)
         assert result.clean and result.unexpected == 0, result.summary()
     assert {p.writer.transactional_id for p in connector.pollers} == {"cdr-stream-nz", "cdr-stream-uk"}
+
+
+async def test_the_c_batches_publish_what_aiokafkas_builder_publishes(
+    kafka: KafkaSettings, topics: TopicSettings
+) -> None:
+    # Without compression the events go out as record batches the C extension builds; with it, through
+    # aiokafka's own builder. The broker must hold the same records either way.
+    config = SimulatorConfig(password=PASSWORD, records=2500, page_size=900, invalid_rate=0.02, seed=21)
+    compressed_topics = fresh_topics()
+    by_partition: dict[str | None, dict[int, list[Any]]] = {}
+    try:
+        async with FeedSimulator(config) as sim:
+            for compression, run_topics in ((None, topics), ("gzip", compressed_topics)):
+                run_kafka = kafka.model_copy(update={"compression_type": compression})
+                await run_until_caught_up(settings_for(sim, run_kafka, run_topics), sim)
+                published = await read_published(kafka, run_topics)
+                records = by_partition.setdefault(compression, {})
+                for record in published.events:
+                    records.setdefault(record.partition, []).append(
+                        (record.key, record.value, record.timestamp, list(record.headers))
+                    )
+    finally:
+        await delete_topics(kafka, compressed_topics)
+    assert by_partition[None] == by_partition["gzip"]
+    assert sum(len(records) for records in by_partition[None].values()) > 2000

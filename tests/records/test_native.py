@@ -3,7 +3,6 @@ the event the Python fast path gives (which `test_fastpath` compares with the ch
 
 from __future__ import annotations
 
-import hashlib
 import random
 import sys
 from datetime import UTC, datetime
@@ -18,24 +17,16 @@ from cdr_stream.records import fastpath
 from cdr_stream.records.fastpath import FastNormalizer
 from cdr_stream.records.fields import FEED_FIELDS
 from cdr_stream.records.processor import RecordProcessor
-from tests.native import TURNED_OFF, needs_native
+from tests.native import assert_built_from_sources, needs_native
 from tests.records.test_fastpath import LATEST_US, PHP_FORMS, simulated_rows
 from tests.rows import feed_row
 from tests.strategies import SUITE_SETTINGS, plain_rows, valid_rows
 
-SOURCES = sorted(Path(fastpath.__file__).parent.glob("_native*.[ch]"))
 TEXT_FIELDS = ("AParty", "BParty", "BillNumber", "CallType", "TextDesc1", "TextDesc2", "Status", "Profile")
 
 
 def test_the_extension_is_built_from_the_source_beside_it() -> None:
-    if TURNED_OFF:
-        assert fastpath.native is None
-        return
-    assert fastpath.native is not None, "the C fast path is not built: run `python hatch_build.py` (or make venv)"
-    digest = hashlib.sha256(b"".join(path.read_bytes() for path in SOURCES)).hexdigest()
-    assert digest == fastpath.native.SOURCE_SHA256, (
-        "_native*.[ch] changed since it was built: run `python hatch_build.py`"
-    )
+    assert_built_from_sources(fastpath.native, Path(fastpath.__file__).parent, "_native")
 
 
 def both(row: dict[str, Any], row_id: int = 7, feed: str = "hero-nz") -> tuple[Any, Any]:
