@@ -12,7 +12,7 @@ user does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -24,7 +24,8 @@ from cdr_stream.records.event import Event
 
 #: The C extension, or None where it is not built or turned off.
 native: Final = extensions.load("cdr_stream.kafka._batches")
-#: Events written by one C call: the batches of a slice are all held at once before they are sent.
+#: Events written by one C call: the batches of a slice are all held at once before they are sent, so the
+#: batches of a transaction of any size take at most about this many events' bytes more.
 SLICE_EVENTS: Final = 10_000
 
 #: A partition and a batch of records for it, as `send_batch` takes them.
@@ -101,14 +102,14 @@ class EventBatcher:
         self._max_bytes = max_bytes
         self.native = native is not None and not compressed
 
-    def batches(self, events: Sequence[Event], headers: Headers) -> list[PartitionBatch]:
-        """The batches of `events` in the order they filled; raises WriteError for an event no batch holds."""
+    def batches(self, events: Sequence[Event], headers: Headers) -> Iterator[PartitionBatch]:
+        """The batches of `events` in the order they fill, made as they are asked for: a batch is sent before
+        the next slice is written. Raises WriteError for an event no batch can hold."""
         if self.native:
             return self._native_batches(events, encode_headers(headers))
         return self._aiokafka_batches(events, headers)
 
-    def _native_batches(self, events: Sequence[Event], headers: bytes) -> list[PartitionBatch]:
-        result: list[PartitionBatch] = []
+    def _native_batches(self, events: Sequence[Event], headers: bytes) -> Iterator[PartitionBatch]:
         for start in range(0, len(events), SLICE_EVENTS):
             try:
                 filled = native.fill(
@@ -122,11 +123,10 @@ class EventBatcher:
             except ValueError as exc:
                 position, _ = exc.args
                 raise _too_large(events[start + position], self._max_bytes) from None
-            result += [(partition, SealedBatch(data, count)) for partition, data, count in filled]
-        return result
+            for partition, data, count in filled:
+                yield partition, SealedBatch(data, count)
 
-    def _aiokafka_batches(self, events: Sequence[Event], headers: Headers) -> list[PartitionBatch]:
-        result: list[PartitionBatch] = []
+    def _aiokafka_batches(self, events: Sequence[Event], headers: Headers) -> Iterator[PartitionBatch]:
         open_batches: dict[int, Any] = {}
         for event in events:
             partition = self._partition(event.key)
@@ -134,14 +134,13 @@ class EventBatcher:
             # A full batch is done and the event opens the next one. An empty batch takes any event, so an
             # event that makes it larger than a batch may be is an error: no retry would make it fit.
             if not batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers):
-                result.append((partition, batch))
+                yield partition, batch
                 batch = self._producer.create_batch()
                 batch.append(key=event.key, value=event.value, timestamp=event.timestamp_ms, headers=headers)
             if batch.record_count() == 1 and batch.size() > self._max_bytes:
                 raise _too_large(event, self._max_bytes)
             open_batches[partition] = batch
-        result += open_batches.items()
-        return result
+        yield from open_batches.items()
 
 
 def _too_large(event: Event, max_bytes: int) -> WriteError:

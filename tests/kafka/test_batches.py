@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def batcher(*, native: bool, max_bytes: int, partitions: int = 6) -> tuple[Event
     return made, cache
 
 
-def built(result: list[tuple[int, Any]]) -> list[tuple[int, bytes]]:
+def built(result: Iterable[tuple[int, Any]]) -> list[tuple[int, bytes]]:
     out = []
     for partition, batch in result:
         batch._set_producer_state(*PRODUCER)
@@ -151,14 +152,14 @@ def test_an_event_no_batch_can_hold_names_its_id(native: bool) -> None:
     events[3] = events[3]._replace(value=b"x" * 5000)
     made, _ = batcher(native=native, max_bytes=4096)
     with pytest.raises(WriteError, match=r"event 4 is larger than a whole batch \(4096 bytes\)"):
-        made.batches(events, HEADERS)
+        list(made.batches(events, HEADERS))
 
 
 @needs_native
 def test_more_events_than_a_slice_are_all_written() -> None:
     events = events_of(batches.SLICE_EVENTS + 7, seed=3, sizes=(10, 30))
     native, _ = batcher(native=True, max_bytes=524288)
-    result = native.batches(events, HEADERS)
+    result = list(native.batches(events, HEADERS))
     assert sum(batch.record_count() for _, batch in result) == len(events)
     assert len(result) > 6, "each slice closes its partitions' batches"
 
@@ -168,3 +169,14 @@ def test_headers_are_encoded_as_kafka_reads_them() -> None:
     assert encode_headers([("a", b"xy")]) == b"\x02\x02a\x04xy"
     long_value = b"v" * 200
     assert encode_headers([("k", long_value)]) == b"\x02\x02k\x90\x03" + long_value  # 200 zigzagged: 400
+
+
+@pytest.mark.parametrize("native", [pytest.param(True, marks=needs_native), False], ids=["c", "aiokafka"])
+def test_batches_are_made_as_they_are_asked_for(native: bool) -> None:
+    # A transaction of any size is sent slice by slice: the next slice's keys are not even looked at yet.
+    events = events_of(batches.SLICE_EVENTS, seed=4, sizes=(10, 20))
+    late = [Event(len(events) + n, b"LATE%d" % n, 1, b"v") for n in range(50)]
+    made, cache = batcher(native=native, max_bytes=4096)
+    first = next(iter(made.batches(events + late, HEADERS)))
+    assert first[1].record_count() > 0
+    assert not any(key.startswith(b"LATE") for key in cache)
