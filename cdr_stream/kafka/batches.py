@@ -1,4 +1,4 @@
-"""Record batches of a transaction's events, one list per call, ready for aiokafka's `send_batch`.
+"""Record batches of a transaction's events, made slice by slice as aiokafka's `send_batch` takes them.
 
 Where the C extension `_batches` is built and the producer does not compress, one C call writes every
 record of a slice of events into per-partition batches, byte for byte as aiokafka's own builder writes
