@@ -2,9 +2,11 @@
 
 With read_committed, a partition can end in a transaction marker or aborted records that the consumer
 never returns, and aiokafka may leave its position just below the end offset (aiokafka issue #911). A
-partition counts as read when its position reaches the end offset, or when the consumer has nothing
-more to give for a while and its position no longer moves: everything below the end offset (the last
-stable offset) is already decided, so what remains can only be markers or aborted records.
+partition counts as read when its position reaches the end offset, or when the broker has answered
+several fetches of it in a row with nothing more to give and its position no longer moves: everything
+below the end offset (the last stable offset) is already decided, so what remains can only be markers or
+aborted records. Rounds in which the broker has not answered yet do not count: a slow broker makes the
+read wait (up to its caller's timeout), never end early with part of the partition.
 
 A committed transaction's markers are written after the producer's commit returns, one partition after
 another, so a reader that starts right after a commit can find some of its partitions still below their
@@ -90,6 +92,7 @@ async def read_to_end(
     await consumer.seek_to_beginning(*tps)
     idle = dict.fromkeys(tps, 0)
     last_position = dict.fromkeys(tps, -1)
+    answered: dict[TopicPartition, int | None] = dict.fromkeys(tps)
     # A partition that starts at its end (empty, or emptied by retention) has nothing to wait for.
     pending = {tp for tp in tps if await consumer.position(tp) < end[tp]}
     while pending:
@@ -102,9 +105,14 @@ async def read_to_end(
             if position >= end[tp]:
                 pending.discard(tp)
                 continue
-            quiet = not batch.get(tp) and position == last_position[tp]
-            idle[tp] = idle[tp] + 1 if quiet else 0
-            last_position[tp] = position
+            # A round is quiet only when the broker answered a fetch of the partition since the last one
+            # and nothing came: a slow broker (no answer yet) is waited for, never taken for the end.
+            polled = consumer.last_poll_timestamp(tp)
+            if batch.get(tp) or position != last_position[tp]:
+                idle[tp] = 0
+            elif polled is not None and polled != answered[tp]:
+                idle[tp] += 1
+            last_position[tp], answered[tp] = position, polled
             if idle[tp] >= _IDLE_ROUNDS_AT_END:
                 pending.discard(tp)  # only markers or aborted records remain below the end offset
         if not batch:
