@@ -104,6 +104,23 @@ class Cluster:
         self.kubectl("create", "--namespace", namespace, "--dry-run=server", "--filename", "-", stdin=test_pod)
 
 
+def wait_established(kube: Cluster, seconds: float = 60.0) -> None:
+    """The CRDs just applied are served. Right after the apply a CRD may have no status conditions yet, and
+    `kubectl wait` then fails at once (".status.conditions accessor error: <nil>") instead of waiting; it
+    is asked again until the deadline."""
+    deadline = time.monotonic() + seconds
+    argv = [str(BIN / "kubectl"), "wait", "--for", "condition=Established", "--timeout", "10s"]
+    while True:
+        waited = subprocess.run(
+            [*argv, *(f"crd/{c}" for c in CRDS)], env=kube.env, capture_output=True, text=True, timeout=60
+        )
+        if waited.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the CRDs were not established within {seconds:g} s:\n{waited.stdout}\n{waited.stderr}")
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     started = time.monotonic()
@@ -116,7 +133,7 @@ def cluster() -> Iterator[Cluster]:
         tools = subprocess.run([str(TOOLS), "--crds"], capture_output=True, text=True, check=True)
         files = [f"{Path(tools.stdout.strip())}/monitoring.coreos.com_{crd.split('.')[0]}.yaml" for crd in CRDS]
         kube.kubectl("apply", "--server-side", *(arg for file in files for arg in ("--filename", file)))
-        kube.kubectl("wait", "--for", "condition=Established", "--timeout", "60s", *(f"crd/{c}" for c in CRDS))
+        wait_established(kube)
         yield kube
     finally:
         subprocess.run([str(CLUSTER), "stop"], capture_output=True, timeout=120, check=False)
