@@ -42,7 +42,7 @@ def pure_python() -> bool:
     return os.environ.get(PURE_PYTHON_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def source_digest(root: Path, extension: Extension = EXTENSIONS[0]) -> str:
+def source_digest(root: Path, extension: Extension) -> str:
     """The SHA-256 of an extension's source files, in name order (what its `SOURCE_SHA256` holds)."""
     digest = hashlib.sha256()
     for path in extension.sources(root):
@@ -50,7 +50,7 @@ def source_digest(root: Path, extension: Extension = EXTENSIONS[0]) -> str:
     return digest.hexdigest()
 
 
-def build_extension(root: Path, extension: Extension = EXTENSIONS[0]) -> Path:
+def build_extension(root: Path, extension: Extension) -> Path:
     """Compile an extension next to its sources (under `root`); return the shared object's path."""
     target = extension.target(root)
     digest = source_digest(root, extension)
