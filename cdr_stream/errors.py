@@ -37,6 +37,7 @@ class FailureReason(StrEnum):
     COMMIT_TIMEOUT = "commit_timeout"
     COMMIT_FAILED = "commit_failed"
     STATE_READ = "state_read"
+    HANGING_TRANSACTION = "hanging_transaction"
     KAFKA = "kafka"
     # The feed as a whole.
     FENCED = "fenced"
@@ -163,6 +164,14 @@ class WriterFenced(WriteError):
 class TransactionTimedOut(WriteError):
     """The broker aborted the transaction after transaction.timeout.ms and bumped the producer's epoch: the
     producer is refused as fenced, but no other instance is implied. Rebuild and re-read the state."""
+
+
+class HangingTransaction(CdrStreamError):
+    """Kafka left a transaction of the feed open on a partition, and which way it was decided is not known:
+    the feed waits for a person rather than publish over it (kafka/hanging.py)."""
+
+    retriable = False
+    reason = FailureReason.HANGING_TRANSACTION
 
 
 class StateReadError(CdrStreamError):

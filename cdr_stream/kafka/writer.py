@@ -1,7 +1,8 @@
 """The Kafka side of one feed: events, dead letters and the new offset, committed in one transaction.
 
 The transactional id is stable per feed, so starting a writer fences any older instance of the same
-feed (a zombie) and aborts whatever it left open. Events go out as per-partition record batches
+feed (a zombie) and aborts whatever it left open; it then closes any transaction Kafka decided but left
+open on a partition (`hanging.py`) before the offset is read. Events go out as per-partition record batches
 (`batches.EventBatcher`) through aiokafka's batch API, which is several times cheaper per record than one
 `send` each.
 """
@@ -13,7 +14,7 @@ import logging
 import time
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 
@@ -22,6 +23,7 @@ from cdr_stream.errors import CommitUncertain, TransactionTimedOut, WriteError, 
 from cdr_stream.kafka.base import Headers
 from cdr_stream.kafka.batches import EventBatcher
 from cdr_stream.kafka.clients import connection_options
+from cdr_stream.kafka.hanging import close_hanging, last_transaction
 from cdr_stream.kafka.state import FilesPosition, StoredOffset
 from cdr_stream.ops.logs import describe_error
 from cdr_stream.records.event import EVENT_SCHEMA_VERSION, MAX_EVENT_BYTES
@@ -71,8 +73,7 @@ class TransactionalWriter:
             **connection_options(self._kafka),
         )
         try:
-            await asyncio.wait_for(producer.start(), self._kafka.commit_timeout_seconds)
-            self._partitions = sorted(await producer.partitions_for(self._topics.events))
+            await asyncio.wait_for(self._start(producer), self._kafka.commit_timeout_seconds)
         except BaseException:
             await _stop_quietly(producer)
             raise
@@ -86,6 +87,17 @@ class TransactionalWriter:
             compressed=self._kafka.compression_type is not None,
         )
         log.info("writer started", extra={"feed": self.feed, "transactional_id": self.transactional_id})
+
+    async def _start(self, producer: AIOKafkaProducer) -> None:
+        """Fence older writers, then close what Kafka left open of their transactions (`hanging.py`)."""
+        await producer.client.bootstrap()
+        last = await last_transaction(producer, self.transactional_id)
+        await producer.start()
+        self._partitions = sorted(await producer.partitions_for(self._topics.events))
+        feed_partitions = [TopicPartition(self._topics.events, partition) for partition in self._partitions]
+        for topic in (self._topics.dead_letter, self._topics.state):
+            feed_partitions += [TopicPartition(topic, partition) for partition in await producer.partitions_for(topic)]
+        await close_hanging(producer, last, feed_partitions)
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
