@@ -5,8 +5,8 @@ record of a slice of events into per-partition batches, byte for byte as aiokafk
 them (a test compares the two). `SealedBatch` hands such a batch to aiokafka's accumulator in the shape it
 takes a BatchBuilder: the accumulator asks for its size and count, then, just before it sends the batch,
 sets the producer's id, epoch and base sequence (`_set_producer_state`, which also writes the CRC) and
-takes its bytes (`_build`); aiokafka 0.12 to 0.14, the range pyproject.toml allows, all take a batch
-through these methods. Otherwise each event is appended to aiokafka's builder, as a plain `create_batch`
+takes its bytes (`_build`); aiokafka 0.12 to 0.14 all take a batch through these methods (pyproject.toml
+allows 0.14 only, for `protocol.py`). Otherwise each event is appended to aiokafka's builder, as a plain `create_batch`
 user does.
 """
 

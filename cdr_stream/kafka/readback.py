@@ -17,6 +17,7 @@ stable offset equals its high watermark) before the end offsets are taken.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
@@ -26,6 +27,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from cdr_stream.config import KafkaSettings
 from cdr_stream.errors import TopicMissingError
 from cdr_stream.kafka.clients import admin_client, committed_reader, connection_options
+
+log = logging.getLogger(__name__)
 
 _IDLE_ROUNDS_AT_END: Final = 4
 _ROUND_MS: Final = 250
@@ -77,7 +80,18 @@ async def settled_end_offsets(
     try:
         while True:
             high: dict[TopicPartition, int] = await watermarks.end_offsets(tps)
-            if all(stable[tp] >= high[tp] for tp in tps) or time.monotonic() >= deadline:
+            if all(stable[tp] >= high[tp] for tp in tps):
+                return stable
+            if time.monotonic() >= deadline:
+                undecided = ", ".join(
+                    f"{tp.topic}[{tp.partition}] {stable[tp]}..{high[tp]}" for tp in tps if stable[tp] < high[tp]
+                )
+                log.warning(
+                    "read up to records still undecided after %g s (a transaction open, or one Kafka left open: "
+                    "docs/operations.md, hanging transactions): %s",
+                    settle_seconds,
+                    undecided,
+                )
                 return stable
             await asyncio.sleep(_SETTLE_PAUSE_SECONDS)
             stable = await consumer.end_offsets(tps)

@@ -85,7 +85,7 @@ async def test_an_aborted_tail_and_an_open_transaction_are_not_read(
 
 
 async def test_a_settled_read_waits_for_an_open_transaction_only_as_long_as_asked(
-    kafka: KafkaSettings, topics: TopicSettings
+    kafka: KafkaSettings, topics: TopicSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     await prepare(kafka, topics)
     await commit_offset(kafka, topics, "a", 10)
@@ -97,6 +97,7 @@ async def test_a_settled_read_waits_for_an_open_transaction_only_as_long_as_aske
         started = time.monotonic()
         assert (await read_offsets(kafka, topics.state, settle_seconds=1.0))["a"].last_id == 10
         assert time.monotonic() - started >= 1.0, "the read waited for the open transaction to be decided"
+        assert f"{topics.state}[0] 2..3" in caplog.text, "the read says which partition it left undecided"
         await producer.commit_transaction()
         # Each read starts the moment a commit returns, when its markers may still be on their way.
         for last_id in range(600, 620):
