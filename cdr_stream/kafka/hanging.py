@@ -76,6 +76,13 @@ class OpenTransaction:
     producer_epoch: int
     start_offset: int
 
+    def __str__(self) -> str:
+        return f"{_name(self.partition)} from offset {self.start_offset}"
+
+
+def _name(tp: TopicPartition) -> str:
+    return f"{tp.topic}[{tp.partition}]"
+
 
 async def last_transaction(producer: AIOKafkaProducer, transactional_id: str) -> LastTransaction | None:
     """The coordinator's last transaction of `transactional_id`; None when it has none or cannot be asked."""
@@ -110,7 +117,7 @@ async def open_transactions(
     for tp in partitions:
         leader = client.cluster.leader_for_partition(tp)
         if leader is None or leader < 0:
-            raise StateReadError(f"partition {tp.topic}[{tp.partition}] has no leader")
+            raise StateReadError(f"partition {_name(tp)} has no leader")
         by_leader[leader][tp.topic].append(tp.partition)
     found: list[OpenTransaction] = []
     refused: list[str] = []
@@ -143,7 +150,7 @@ def decision(last: LastTransaction | None, hanging: list[OpenTransaction]) -> bo
     Only the coordinator's last transaction is known, and only when it is the hanging one's (same producer
     id and epoch); anything else raises HangingTransaction.
     """
-    where = ", ".join(f"{h.partition.topic}[{h.partition.partition}] from offset {h.start_offset}" for h in hanging)
+    where = ", ".join(map(str, hanging))
     if last is not None and all(
         (h.producer_id, h.producer_epoch) == (last.producer_id, last.producer_epoch) for h in hanging
     ):
@@ -173,7 +180,7 @@ async def close_hanging(
     log.warning(
         "closing transactions Kafka left open (KAFKA-20734) with the coordinator's decision: %s on %s",
         "commit" if commit else "abort",
-        ", ".join(f"{h.partition.topic}[{h.partition.partition}]@{h.start_offset}" for h in hanging),
+        ", ".join(map(str, hanging)),
         extra={"transactional_id": manager.transactional_id},
     )
     await producer.begin_transaction()
@@ -186,7 +193,7 @@ async def close_hanging(
     while left := [h.partition for h in await open_transactions(producer, left, producer_id, epoch + 1)]:
         if time.monotonic() > deadline:
             raise HangingTransaction(
-                f"the transactions Kafka left open on {', '.join(f'{tp.topic}[{tp.partition}]' for tp in left)} "
+                f"the transactions Kafka left open on {', '.join(map(_name, left))} "
                 f"were still open {_CLOSE_WAIT_SECONDS:g} s after this writer closed them"
             )
         await asyncio.sleep(_CLOSE_POLL_SECONDS)
